@@ -1,0 +1,72 @@
+"""Turning detected faces into model input exactly as a model's metadata says."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from .model_io import ModelMetadata, Preprocessing
+
+_INTERPOLATION = {
+    "area": cv2.INTER_AREA,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+    "nearest": cv2.INTER_NEAREST,
+}
+
+Box = tuple[int, int, int, int]  # x, y, w, h in frame pixels
+
+
+def expand_box(box: Box, margin: float, frame_width: int, frame_height: int) -> Box:
+    """Grow a box by `margin` of its size on each side, clipped to the frame."""
+    x, y, w, h = box
+    dx, dy = int(round(w * margin)), int(round(h * margin))
+    x0, y0 = max(0, x - dx), max(0, y - dy)
+    x1, y1 = min(frame_width, x + w + dx), min(frame_height, y + h + dy)
+    return x0, y0, max(0, x1 - x0), max(0, y1 - y0)
+
+
+def to_model_color(frame_bgr: np.ndarray, color: str) -> np.ndarray:
+    """Convert an OpenCV BGR (or already single-channel) frame to the model's color mode once per frame."""
+    if color == "grayscale":
+        return frame_bgr if frame_bgr.ndim == 2 else cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
+    if frame_bgr.ndim == 2:
+        return cv2.cvtColor(frame_bgr, cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+
+
+def normalize(faces_uint8: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """uint8 faces (N, H, W) or (N, H, W, C) -> float32 model input (N, H, W, C) scaled as the metadata says."""
+    x = faces_uint8.astype(np.float32)
+    if x.ndim == 3:
+        x = x[..., None]
+    if prep.scale != 1.0:
+        x *= np.float32(prep.scale)
+    if prep.offset:
+        x += np.float32(prep.offset)
+    return x
+
+
+def crop_faces(frame_bgr: np.ndarray, boxes: Sequence[Box], metadata: ModelMetadata) -> np.ndarray:
+    """Crop every box (with the metadata's margin), convert, resize and normalise into one batch."""
+    prep = metadata.preprocessing
+    height, width = metadata.input_size
+    batch = np.empty((len(boxes), height, width, metadata.channels), dtype=np.float32)
+    if not boxes:
+        return batch
+    converted = to_model_color(frame_bgr, prep.color)
+    frame_h, frame_w = converted.shape[:2]
+    interpolation = _INTERPOLATION.get(prep.interpolation, cv2.INTER_AREA)
+    crops = []
+    for box in boxes:
+        x, y, w, h = expand_box(box, prep.crop_margin, frame_w, frame_h)
+        crop = converted[y : y + h, x : x + w]
+        if crop.size == 0:
+            crop = np.zeros((height, width) + converted.shape[2:], dtype=converted.dtype)
+        # INTER_AREA is for shrinking; enlarging small faces with it degenerates to nearest-neighbour.
+        interp = interpolation if (w >= width and h >= height) or interpolation != cv2.INTER_AREA else cv2.INTER_LINEAR
+        crops.append(cv2.resize(crop, (width, height), interpolation=interp))
+    batch[...] = normalize(np.stack(crops), prep)
+    return batch

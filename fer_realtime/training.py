@@ -1,0 +1,138 @@
+"""Training a classifier on face arrays: selection split, class weighting, checkpoints that survive restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import FaceArrays, stratified_split
+from .evaluation import EvaluationReport, evaluate_predictions
+from .model_io import ModelMetadata, Preprocessing
+from .preprocessing import normalize
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str = "cnn"
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay_l2: float = 1e-4
+    selection_fraction: float = 0.1  # carved from the training data, stratified, for picking the best epoch
+    class_weight_power: float = 0.5  # 0: no weighting, 1: fully balanced (inverse frequency)
+    seed: int = 1234
+    augment: bool = True
+
+
+def class_weights(labels: np.ndarray, num_classes: int, power: float) -> dict[int, float]:
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.ones(num_classes)
+    weights[present] = (counts[present].sum() / (present.sum() * counts[present])) ** power
+    weights /= weights[present].mean()
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def build_model(config: TrainConfig, input_shape, num_classes: int):
+    from .models import CNNConfig, build_cnn
+
+    if config.arch == "cnn":
+        return build_cnn(CNNConfig(input_shape=input_shape, num_classes=num_classes, l2=config.weight_decay_l2,
+                                   augment=config.augment))
+    raise ValueError(f"unknown architecture {config.arch!r}")
+
+
+def predict_classes(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    return np.argmax(model.predict(x, batch_size=batch_size, verbose=0), axis=1)
+
+
+@dataclass
+class TrainResult:
+    model: object
+    metadata: ModelMetadata
+    history: dict[str, list[float]]
+    selection_report: EvaluationReport
+    seconds: float
+
+
+def train_classifier(
+    train: FaceArrays,
+    config: TrainConfig,
+    checkpoint_dir: str | os.PathLike,
+    preprocessing: Preprocessing = Preprocessing(),
+    callbacks=(),
+    verbose: int = 2,
+) -> TrainResult:
+    """Train on `train` minus a stratified selection split; keep the epoch with the best selection accuracy.
+
+    Resumes from `checkpoint_dir` if an interrupted run with the same config left a backup there.
+    """
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    config_file = checkpoint_dir / "config.json"
+    if config_file.exists() and json.loads(config_file.read_text()) != asdict(config):
+        raise ValueError(f"{checkpoint_dir} holds checkpoints of a different training config; use another folder")
+    config_file.write_text(json.dumps(asdict(config), indent=2))
+
+    fit_idx, sel_idx = stratified_split(train.labels, config.selection_fraction, config.seed)
+    x_fit, y_fit = normalize(train.images[fit_idx], preprocessing), train.labels[fit_idx]
+    x_sel, y_sel = normalize(train.images[sel_idx], preprocessing), train.labels[sel_idx]
+    num_classes = len(train.classes)
+
+    model = build_model(config, x_fit.shape[1:], num_classes)
+    steps = int(np.ceil(len(x_fit) / config.batch_size)) * config.epochs
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate * 0.1, decay_steps=steps, warmup_target=config.learning_rate,
+        warmup_steps=min(steps // 10, 1000),
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    best_path = checkpoint_dir / "best.weights.h5"
+    started = time.monotonic()
+    history = model.fit(
+        x_fit,
+        y_fit,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        validation_data=(x_sel, y_sel),
+        class_weight=class_weights(y_fit, num_classes, config.class_weight_power),
+        callbacks=[
+            keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")),
+            keras.callbacks.ModelCheckpoint(
+                str(best_path), monitor="val_accuracy", save_best_only=True, save_weights_only=True
+            ),
+            keras.callbacks.CSVLogger(str(checkpoint_dir / "history.csv"), append=True),
+            *callbacks,
+        ],
+        verbose=verbose,
+    )
+    seconds = time.monotonic() - started
+    if best_path.exists():
+        model.load_weights(str(best_path))
+    selection_report = evaluate_predictions(y_sel, predict_classes(model, x_sel), train.classes)
+    metadata = ModelMetadata(
+        classes=tuple(train.classes),
+        input_size=tuple(x_fit.shape[1:3]),
+        preprocessing=preprocessing,
+        architecture=config.arch,
+        training_data={
+            "n_fit": int(len(y_fit)),
+            "n_selection": int(len(y_sel)),
+            "class_counts": {c: int(n) for c, n in zip(train.classes, np.bincount(y_fit, minlength=num_classes))},
+            "config": asdict(config),
+        },
+        metrics={"selection_accuracy": selection_report.accuracy},
+    )
+    return TrainResult(model=model, metadata=metadata, history=dict(history.history),
+                       selection_report=selection_report, seconds=seconds)

@@ -1,0 +1,15 @@
+"""Shared test setup: the repository root is importable however pytest is started."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# pylibsrtp (under streamlit-webrtc's aiortc) segfaults when it is first imported after TensorFlow, as in a
+# pytest process where earlier tests loaded a model; the page itself imports streamlit_webrtc first. Do the same.
+try:
+    import streamlit_webrtc  # noqa: F401
+except ImportError:
+    pass

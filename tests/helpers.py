@@ -1,0 +1,58 @@
+"""Fixture builders shared by the tests (plain functions; everything is generated, nothing committed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# The astronaut's face in skimage.data.astronaut() (512x512), measured by hand: x, y, w, h.
+ASTRONAUT_FACE = (177, 66, 95, 95)
+
+
+def astronaut_bgr() -> np.ndarray:
+    from skimage import data
+
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+def box_iou(a, b) -> float:
+    from fer_realtime.tracking import iou
+
+    return iou(tuple(a), tuple(b))
+
+
+def tiny_model(num_classes: int = 7, input_size=(48, 48)):
+    """A small untrained network of our CNN architecture (fast to build; for plumbing tests)."""
+    from fer_realtime.models import CNNConfig, build_cnn
+
+    return build_cnn(
+        CNNConfig(input_shape=(*input_size, 1), num_classes=num_classes, stage_filters=(4, 8), convs_per_stage=(1, 1))
+    )
+
+
+def save_tiny_model(path: Path, num_classes: int = 7) -> Path:
+    from fer_realtime.labels import EMOTIONS
+    from fer_realtime.model_io import ModelMetadata, save_model
+
+    classes = EMOTIONS if num_classes == 7 else tuple(f"class{i}" for i in range(num_classes))
+    return save_model(tiny_model(num_classes), ModelMetadata(classes=classes), path)
+
+
+def write_class_folders(root: Path, per_class: dict[str, int], size=(48, 48), seed: int = 0) -> Path:
+    """Class folders of synthetic faces: each class a distinct, learnable pattern plus noise."""
+    rng = np.random.default_rng(seed)
+    face = cv2.cvtColor(astronaut_bgr(), cv2.COLOR_BGR2GRAY)
+    x, y, w, h = ASTRONAUT_FACE
+    base = cv2.resize(face[y : y + h, x : x + w], size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    for index, (name, count) in enumerate(per_class.items()):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            img = base.copy()
+            band = (index * size[1]) // max(1, len(per_class))
+            img[band : band + max(2, size[1] // 8), :] = 255 if index % 2 else 0
+            img += rng.normal(0, 8, img.shape)
+            cv2.imwrite(str(folder / f"{name}_{i:03d}.png"), np.clip(img, 0, 255).astype(np.uint8))
+    return root

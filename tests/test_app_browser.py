@@ -1,0 +1,244 @@
+"""The Streamlit page, tested as a person uses it: in a real Chromium whose fake camera plays a portrait.
+
+Chromium gets a YUV4MPEG2 file made from scikit-image's astronaut photograph as its camera; the page streams it
+over WebRTC (browser and server on this machine, no ICE server) to the app, which detects, classifies and draws on every frame and streams
+it back. The test reads the frame the browser received and checks that a box and a label were drawn on the
+face, and that the page's live figures count the face. The sidebar test uploads a photo and a corrupt file.
+
+Needs the `playwright` Python package and Debian's `chromium` (no `playwright install`); skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import time
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+from browser_support import (
+    REPO_ROOT,
+    StreamlitServer,
+    overlay_evidence,
+    portrait_face_box,
+    portrait_frame,
+    write_y4m,
+)
+
+from fer_realtime.drawing import EMOTION_COLORS
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - CI installs it
+    sync_playwright = None
+
+needs_browser = pytest.mark.skipif(
+    sync_playwright is None or CHROMIUM is None,
+    reason="needs the playwright Python package and a `chromium` executable on PATH (apt-get install chromium)",
+)
+
+WEBRTC_IFRAME = 'iframe[title="streamlit_webrtc.component.webrtc_streamer"]'
+GRAB_FRAME_JS = """(video) => {
+    if (!video.videoWidth || video.readyState < 2) return null;
+    const canvas = document.createElement('canvas');
+    canvas.width = video.videoWidth;
+    canvas.height = video.videoHeight;
+    canvas.getContext('2d').drawImage(video, 0, 0);
+    return canvas.toDataURL('image/png');
+}"""
+
+
+@pytest.fixture(scope="module")
+def camera_frame() -> np.ndarray:
+    return portrait_frame()
+
+
+@pytest.fixture(scope="module")
+def fake_camera(tmp_path_factory, camera_frame):
+    return write_y4m(tmp_path_factory.mktemp("camera") / "portrait.y4m", camera_frame, frames=30)
+
+
+def _require_model() -> None:
+    from fer_realtime.model_io import default_model_path
+
+    if not default_model_path().is_file():
+        pytest.fail(f"the page needs a model: {default_model_path()} is missing (or point FER_REALTIME_MODEL at one)")
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    _require_model()
+    server = StreamlitServer(tmp_path_factory.mktemp("server") / "streamlit.log")
+    try:
+        server.wait_until_serving(timeout=60)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(fake_camera):
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-video-capture={fake_camera}",
+                "--disable-background-networking",
+                "--disable-gpu",
+            ],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser, app_server):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(app_server.url)
+    page.get_by_role("heading", name="fer-realtime").wait_for()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def _faces_figure(page) -> int | None:
+    metric = page.locator('[data-testid="stMetric"]').filter(has_text="Faces")
+    if metric.count() == 0:
+        return None
+    try:
+        return int(metric.first.locator('[data-testid="stMetricValue"]').inner_text(timeout=2000).strip())
+    except Exception:  # not rendered yet, or being redrawn
+        return None
+
+
+def _grab_received_frame(video) -> np.ndarray | None:
+    data_url = video.evaluate(GRAB_FRAME_JS)
+    if not data_url:
+        return None
+    png = base64.b64decode(data_url.split(",", 1)[1])
+    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+
+
+@needs_browser
+def test_live_stream_draws_the_label_on_the_face(page, app_server, camera_frame, tmp_path):
+    started = time.monotonic()
+    webrtc = page.frame_locator(WEBRTC_IFRAME)
+    webrtc.get_by_role("button", name="START").click()
+    video = webrtc.locator("video")
+    video.wait_for(state="attached", timeout=60_000)
+
+    face_box = portrait_face_box()
+    deadline = time.monotonic() + 90
+    faces, evidence, received = None, None, None
+    while time.monotonic() < deadline:
+        received = _grab_received_frame(video)
+        faces = _faces_figure(page)
+        if received is not None:
+            evidence = overlay_evidence(received, camera_frame, face_box, EMOTION_COLORS)
+            scale = evidence["size"][0] * evidence["size"][1] / (640 * 480)
+            if (
+                faces is not None
+                and faces >= 1
+                and evidence["changed_near_face"] >= 400 * scale
+                and evidence["best_color_pixels"] >= 250 * scale
+                and evidence["changed_elsewhere_fraction"] < 0.03
+            ):
+                break
+        time.sleep(0.5)
+    screenshot = tmp_path / "live_overlay.png"
+    page.screenshot(path=str(screenshot))
+    if received is not None:
+        cv2.imwrite(str(tmp_path / "received_frame.png"), received)
+    print(f"\nscreenshot: {screenshot}\nreceived frame: {tmp_path / 'received_frame.png'}\nevidence: {evidence}")
+    print(f"live test took {time.monotonic() - started:.1f} s after page load")
+
+    context = f"faces figure={faces}, overlay evidence={evidence}; screenshot {screenshot}\n{app_server.log()}"
+    assert received is not None, f"the browser never showed a received video frame; {context}"
+    assert faces is not None and faces >= 1, f"the page's live figures never counted a face; {context}"
+    scale = evidence["size"][0] * evidence["size"][1] / (640 * 480)
+    assert evidence["changed_near_face"] >= 400 * scale, f"no box/label drawn around the face; {context}"
+    assert evidence["best_color_pixels"] >= 250 * scale, f"no label tag in an emotion colour; {context}"
+    assert evidence["changed_elsewhere_fraction"] < 0.03, f"the frame changed away from the face; {context}"
+
+    # the live table of current faces (track id, emotion, confidence)
+    page.locator('[data-testid="stTable"]').filter(has_text="track id").first.wait_for(timeout=10_000)
+    assert page.get_by_text("Traceback").count() == 0
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+@needs_browser
+def test_sidebar_photos_show_faces_and_a_clear_error_for_a_bad_file(page, app_server, camera_frame):
+    ok, png = cv2.imencode(".png", camera_frame)
+    assert ok
+    junk = np.random.default_rng(7).bytes(4096)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.locator('input[type="file"]').set_input_files(
+        [
+            {"name": "astronaut.png", "mimeType": "image/png", "buffer": png.tobytes()},
+            {"name": "broken.jpg", "mimeType": "image/jpeg", "buffer": junk},
+        ]
+    )
+    error = sidebar.locator('[data-testid="stAlertContentError"]').filter(has_text="broken.jpg")
+    error.wait_for(timeout=90_000)
+    sidebar.locator('[data-testid="stImage"] img').first.wait_for(timeout=60_000)
+    chart = sidebar.locator('[data-testid="stVegaLiteChart"]').first
+    chart.wait_for(timeout=60_000)
+    context = app_server.log()
+
+    message = error.first.inner_text()
+    assert "Traceback" not in message and "\n" not in message.strip(), message
+    assert "broken.jpg" in message and message.strip().endswith("."), message
+    assert sidebar.get_by_text("Face 1").count() >= 1, f"no face reported for the photo; {context}"
+    assert sidebar.get_by_text("No face found in astronaut.png.").count() == 0
+    assert page.get_by_text("Traceback").count() == 0
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_page_renders_models_and_training_record(monkeypatch):
+    """Headless (no browser): the script runs without an exception and shows the model and its record.
+
+    AppTest has no real server session, which streamlit-webrtc needs, so the WebRTC component is replaced by a
+    stand-in that is never playing (the browser tests above exercise the real one).
+    """
+    import streamlit_webrtc
+    from streamlit.testing.v1 import AppTest
+
+    from fer_realtime.model_io import default_model_path, read_metadata
+
+    calls = []
+
+    def fake_webrtc_streamer(**kwargs):
+        calls.append(kwargs)
+        return SimpleNamespace(state=SimpleNamespace(playing=False, signalling=False))
+
+    _require_model()
+    monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", fake_webrtc_streamer)
+    app = AppTest.from_file(str(REPO_ROOT / "streamlit_app.py"), default_timeout=120).run()
+    assert not app.exception, [e.message for e in app.exception]
+    model_box = app.sidebar.selectbox(key="model")
+    assert model_box.options and default_model_path().name in model_box.options[0]
+    metadata = read_metadata(default_model_path())
+    accuracy = metadata.metrics.get("heldout_accuracy")
+    if accuracy is not None:
+        assert f"{accuracy:.1%}" in model_box.options[0]
+    codes = [c.value for c in app.code]
+    assert "python -m fer_realtime train --data DATA_DIR --out models/NAME.keras" in codes
+    if metadata.command:
+        assert metadata.command in codes
+    assert app.sidebar.radio(key="detector").options == ["haar", "mediapipe"]
+    assert not [e.value for e in app.error], [e.value for e in app.error]
+    (kwargs,) = calls
+    assert kwargs["media_stream_constraints"] == {"video": {"width": 640, "height": 480}, "audio": False}
+    assert kwargs["rtc_configuration"] == {"iceServers": []} and kwargs["async_processing"] is True

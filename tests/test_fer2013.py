@@ -1,0 +1,29 @@
+"""Checks against the real FER2013 data set; skipped where ../shared/datasets/fer2013 is absent."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fer_realtime.cli import main
+from fer_realtime.model_io import SHIPPED_MODEL_PATH
+
+FER2013 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fer2013"
+needs_fer2013 = pytest.mark.skipif(not (FER2013 / "val").is_dir(), reason=f"FER2013 not found at {FER2013}")
+
+
+def test_shipped_model_and_metrics_file_exist():
+    assert SHIPPED_MODEL_PATH.is_file()
+    metrics = json.loads(SHIPPED_MODEL_PATH.with_suffix(".metrics.json").read_text())
+    assert metrics["command"].startswith("python -m fer_realtime train")
+    assert metrics["heldout"]["accuracy"] >= 0.60
+
+
+@needs_fer2013
+def test_shipped_model_accuracy_on_val_matches_its_metrics_file(capsys):
+    assert main(["evaluate", str(FER2013 / "val"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    metrics = json.loads(SHIPPED_MODEL_PATH.with_suffix(".metrics.json").read_text())
+    assert report["n"] == 3589
+    assert report["accuracy"] >= 0.60
+    assert report["accuracy"] == pytest.approx(metrics["heldout"]["accuracy"], abs=0.002)

@@ -1,0 +1,34 @@
+import numpy as np
+
+from fer_realtime.model_io import ModelMetadata, Preprocessing
+from fer_realtime.preprocessing import crop_faces, expand_box, normalize
+
+
+def test_expand_box_clips_to_frame():
+    assert expand_box((10, 10, 100, 100), 0.1, 640, 480) == (0, 0, 120, 120)
+    assert expand_box((600, 440, 40, 40), 0.25, 640, 480) == (590, 430, 50, 50)
+
+
+def test_crop_faces_batch_shape_and_scaling():
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[100:200, 100:200] = 255
+    meta = ModelMetadata(preprocessing=Preprocessing(crop_margin=0.0))
+    batch = crop_faces(frame, [(100, 100, 100, 100), (300, 300, 20, 30)], meta)
+    assert batch.shape == (2, 48, 48, 1) and batch.dtype == np.float32
+    assert np.allclose(batch[0], 1.0)  # white face, scaled by 1/255
+    assert np.allclose(batch[1], 0.0)
+
+
+def test_crop_faces_empty_and_grayscale_input():
+    meta = ModelMetadata()
+    assert crop_faces(np.zeros((10, 10, 3), np.uint8), [], meta).shape == (0, 48, 48, 1)
+    gray = np.full((100, 100), 128, np.uint8)
+    batch = crop_faces(gray, [(10, 10, 50, 50)], meta)
+    assert np.allclose(batch, 128 / 255)
+
+
+def test_normalize_follows_metadata():
+    faces = np.full((1, 4, 4), 200, np.uint8)
+    out = normalize(faces, Preprocessing(scale=1 / 127.5, offset=-1.0))
+    assert out.shape == (1, 4, 4, 1)
+    assert np.allclose(out, 200 / 127.5 - 1.0)

@@ -1,0 +1,33 @@
+import json
+
+import numpy as np
+
+from fer_realtime.cli import main
+from fer_realtime.model_io import load_model
+from fer_realtime.training import class_weights
+from helpers import write_class_folders
+
+
+def test_class_weights_favour_rare_classes():
+    labels = np.repeat(np.arange(3), [100, 10, 50])
+    w = class_weights(labels, 3, power=0.5)
+    assert w[1] > w[2] > w[0]
+    assert class_weights(labels, 3, power=0.0) == {0: 1.0, 1: 1.0, 2: 1.0}
+
+
+def test_tiny_end_to_end_training_run(tmp_path, capsys):
+    counts = {name: 10 for name in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")}
+    write_class_folders(tmp_path / "data" / "train", counts, seed=1)
+    write_class_folders(tmp_path / "data" / "val", {k: 3 for k in counts}, seed=2)
+    out = tmp_path / "models" / "tiny.keras"
+    code = main(["train", "--data", str(tmp_path / "data"), "--epochs", "2", "--batch-size", "16",
+                 "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    loaded = load_model(out)
+    assert loaded.metadata.metrics["heldout_data"].endswith("val")
+    assert 0.0 <= loaded.metadata.metrics["heldout_accuracy"] <= 1.0
+    assert loaded.metadata.command.startswith("python -m fer_realtime ")
+    metrics = json.loads(out.with_suffix(".metrics.json").read_text())
+    assert metrics["heldout"]["n"] == 21
+    assert metrics["heldout"]["accuracy"] == loaded.metadata.metrics["heldout_accuracy"]
+    assert sorted(p.name for p in out.parent.iterdir() if p.is_file()) == ["tiny.keras", "tiny.metrics.json"]
