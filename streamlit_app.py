@@ -30,12 +30,30 @@ from fer_realtime import EMOTIONS, FerError, ImageReadError, ModelLoadError
 from fer_realtime.detection import DEFAULT_DETECTOR, DETECTOR_NAMES
 from fer_realtime.drawing import EMOTION_COLORS, draw_faces
 from fer_realtime.images import IMAGE_TYPES, decode_image
+from fer_realtime.datasets import IMAGE_SUFFIXES
+from fer_realtime.jobs import ACTIVE_STATES, active_run, cancel_run, list_runs, run_status, start_run
 from fer_realtime.model_io import ModelMetadata, default_model_path, read_metadata
 
 ROOT = Path(__file__).resolve().parent
-MODELS_DIR = ROOT / "models"  # user-trained models: every *.keras here is offered in the model list
 ICE_ENV = "FER_REALTIME_ICE_SERVERS"
+MODELS_ENV = "FER_REALTIME_MODELS_DIR"  # where trained models go and are listed from (default models/)
+RUNS_ENV = "FER_REALTIME_RUNS_DIR"  # one folder per training run started from the page (default runs/training/)
+UPLOADS_ENV = "FER_REALTIME_UPLOADS_DIR"  # uploaded datasets are extracted here (default runs/uploads/)
 TRAIN_COMMAND = "python -m fer_realtime train --data DATA_DIR --out models/NAME.keras"
+DEFAULT_DATASET = "../shared/datasets/fer2013"  # relative to the repository root, offered when it exists
+
+
+def _repo_path(text: str | os.PathLike) -> Path:
+    """A path as typed or configured: absolute, `~`-expanded, or relative to the repository root."""
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else (ROOT / path)
+
+
+# user-trained models: every *.keras here is offered in the model list; training runs save into it
+MODELS_DIR = _repo_path(os.environ.get(MODELS_ENV) or "models")
+RUNS_DIR = _repo_path(os.environ.get(RUNS_ENV) or "runs/training")
+UPLOADS_DIR = _repo_path(os.environ.get(UPLOADS_ENV) or RUNS_DIR.parent / "uploads")
+MODELS_LABEL = "models" if MODELS_DIR.resolve() == (ROOT / "models").resolve() else str(MODELS_DIR)
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +101,7 @@ def list_models() -> list[ModelEntry]:
         for path in sorted(MODELS_DIR.glob("*.keras")):
             # save_model writes ".NAME-xxxx.keras" temporaries and renames them; skip hidden files
             if not path.name.startswith(".") and path.resolve() != default.resolve():
-                entries.append(_entry(path, f"models/{path.name}"))
+                entries.append(_entry(path, f"{MODELS_LABEL}/{path.name}"))
     return entries
 
 
@@ -390,8 +408,558 @@ def metadata_view(entry: ModelEntry) -> None:
     st.code(meta.command or "not recorded", language="bash")
 
 
-def training_tab(entry: ModelEntry) -> None:
-    st.markdown("#### The current model")
+# --------------------------------------------------------------------------------------------------------------
+# Training tab: dataset, options, a background run (state in files, see fer_realtime.jobs), its results
+# --------------------------------------------------------------------------------------------------------------
+
+SAMPLES_PER_CLASS = 6
+ARCH_LABELS = {
+    "cnn": "cnn — convolutional network",
+    "rnn": "rnn — recurrent network over image rows",
+    "transfer": "transfer — pretrained base + new head",
+}
+PCA_CHOICES = ("Off", "Keep a share of the variance", "Keep a number of components")
+BATCH_SIZES = (8, 16, 32, 64, 128, 256)
+
+
+def _dataset_signature(path: Path) -> tuple:
+    """A cheap fingerprint of a dataset on disk for the cache key: the mtimes of the file, or of the folder and its
+    sub-folders two levels down (adding or removing an image changes its class folder's mtime) and the files
+    near the top (a CSV or an X/Y pair)."""
+    try:
+        top = path.stat()
+    except OSError:
+        return ("missing", str(path))
+    if not path.is_dir():
+        return ("file", top.st_mtime_ns, top.st_size)
+    signature = [(".", top.st_mtime_ns)]
+    pending = [(path, 0)]
+    while pending:
+        folder, depth = pending.pop()
+        try:
+            children = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for child in children:
+            try:
+                if child.is_dir():
+                    if depth < 2:
+                        signature.append((os.path.relpath(child.path, path), child.stat().st_mtime_ns))
+                        pending.append((Path(child.path), depth + 1))
+                elif depth < 2 and Path(child.name).suffix.lower() not in IMAGE_SUFFIXES:
+                    stat = child.stat()
+                    signature.append((os.path.relpath(child.path, path), stat.st_mtime_ns, stat.st_size))
+            except OSError:
+                continue
+    return tuple(signature)
+
+
+def _overview(dataset) -> dict:
+    summary = dataset.summary()
+    return {"source": str(dataset.source), "summary": summary, "samples": dataset.samples(per_class=SAMPLES_PER_CLASS)}
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def dataset_overview(source: str, signature: tuple) -> dict:
+    """Summary and sample faces of a dataset on the server (cached per path and file version: FER2013 takes a while)."""
+    from fer_realtime.datasets import load_dataset
+
+    return _overview(load_dataset(source))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def upload_overview(digest: str, workdir: str, _files: list[tuple[str, bytes]]) -> dict:
+    """The same for uploaded files, extracted once per content under `workdir` (the worker reloads from there)."""
+    from fer_realtime.datasets import load_uploaded_dataset
+
+    return _overview(load_uploaded_dataset(_files, Path(workdir)))
+
+
+def _load_into_session(load, label: str) -> None:
+    """Run `load()` (returning an overview) under a spinner; keep it for training, or show one sentence."""
+    with st.spinner(f"Loading {label}… (a large dataset such as FER2013 takes a minute the first time)"):
+        try:
+            overview = load()
+        except FerError as exc:
+            st.session_state.pop("train_dataset", None)
+            st.error(str(exc))
+            return
+        except Exception as exc:  # a reader failing in an unforeseen way: still one sentence
+            logger.exception("loading the dataset %s failed", label)
+            st.session_state.pop("train_dataset", None)
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            st.error(f"{label} could not be loaded ({type(exc).__name__}: {first_line}).")
+            return
+    st.session_state["train_dataset"] = {**overview, "label": label}
+
+
+def dataset_section() -> dict | None:
+    """Choose and load a dataset; returns the loaded overview (kept in the session) or None."""
+    import hashlib
+
+    kind = st.radio("Dataset from", ["A folder or file on the server", "An upload"], horizontal=True,
+                    key="train_source_kind")
+    if kind == "An upload":
+        files = st.file_uploader(
+            "Dataset files", type=["zip", "csv", "npy"], accept_multiple_files=True, key="train_upload",
+            help="One .zip of class folders (optionally inside train/, val/ or test/ folders), one FER2013 .csv, "
+            "or two .npy files named X… (images) and Y… (labels).",
+        )
+        if st.button("Load", key="train_load_upload", disabled=not files):
+            data = [(f.name, f.getvalue()) for f in files]
+            digest = hashlib.sha256()
+            for name, content in sorted(data):
+                digest.update(name.encode() + b"\0" + hashlib.sha256(content).digest())
+            names = ", ".join(name for name, _ in data)
+            _load_into_session(lambda: upload_overview(digest.hexdigest()[:20], str(UPLOADS_DIR), data), names)
+    else:
+        default = DEFAULT_DATASET if _repo_path(DEFAULT_DATASET).exists() else ""
+        text = st.text_input(
+            "Dataset path", value=default, key="train_dataset_path", placeholder="/data/fer2013",
+            help="A folder of class folders (angry/, happy/, … optionally inside train/ and val/ or test/), a "
+            "FER2013 .csv, or a folder with an X.npy + Y.npy pair. Relative paths start at the repository root.",
+        )
+        if st.button("Load", key="train_load_path"):
+            if not text.strip():
+                st.session_state.pop("train_dataset", None)
+                st.error("Type the path of a dataset on the server first.")
+            else:
+                source = _repo_path(text.strip())
+                _load_into_session(lambda: dataset_overview(str(source), _dataset_signature(source)), text.strip())
+    overview = st.session_state.get("train_dataset")
+    if overview is not None:
+        dataset_summary_view(overview)
+    return overview
+
+
+def _sample_strip(images):
+    import numpy as np
+
+    gap = 4
+    height, width = images.shape[1:3]
+    strip = np.full((height, len(images) * (width + gap) - gap), 255, dtype=np.uint8)
+    for i, image in enumerate(images):
+        strip[:, i * (width + gap) : i * (width + gap) + width] = image
+    return strip
+
+
+def dataset_summary_view(overview: dict) -> None:
+    import pandas as pd
+
+    summary = overview["summary"]
+    height, width = summary.image_size
+    formats = {"class-folders": "class folders", "fer2013-csv": "FER2013 CSV", "npy": "X/Y .npy pair"}
+    st.success(
+        f"Loaded **{overview['label']}**: {summary.total} images of {height}×{width} px, "
+        f"format {formats.get(summary.format, summary.format)}."
+    )
+    if overview["source"] != overview["label"]:
+        st.caption(f"Read from `{overview['source']}`.")
+    splits = list(summary.counts)
+    classes = list(next(iter(summary.counts.values())))
+    table = pd.DataFrame({split: [summary.counts[split].get(c, 0) for c in classes] for split in splits}, index=classes)
+    table.loc["total"] = table.sum()
+    table.index.name = "class"
+    left, right = st.columns([2, 3], gap="medium")
+    with left:
+        st.markdown("**Images per class and split**")
+        st.table(table)
+        if "val" not in splits and "test" not in splits:
+            st.caption("No val/ or test/ split: a stratified 15 % of the training images is held out for the figures.")
+        for note in summary.warnings():
+            st.warning(note)
+    with right:
+        st.markdown(f"**Samples** (up to {SAMPLES_PER_CLASS} training images per class)")
+        for name, images in overview["samples"].items():
+            label_column, image_column = st.columns([1, 4])
+            label_column.markdown(f"`{name}`")
+            if len(images):
+                image_column.image(_sample_strip(images), width=min(SAMPLES_PER_CLASS, len(images)) * 64)
+            else:
+                image_column.caption("no training images")
+
+
+# The options' widget keys and first values. Streamlit forgets a widget's value when a rerun does not draw it,
+# as happens while a run is active (the progress replaces the options): the values are kept aside and put back.
+OPTION_DEFAULTS = {
+    "train_archs": ["cnn", "rnn"], "train_epochs": 10, "train_batch": 64, "train_augment": True,
+    "train_pca": PCA_CHOICES[0], "train_pca_variance": 0.95, "train_pca_components": 100,
+    "train_transfer_kind": "fer", "train_transfer_weights": "", "train_run_name": "",
+}
+KEPT_OPTIONS = "train_options_kept"
+
+
+def _restore_options() -> None:
+    kept = st.session_state.get(KEPT_OPTIONS, {})
+    for key, default in OPTION_DEFAULTS.items():
+        if key not in st.session_state:
+            st.session_state[key] = kept.get(key, default)
+    if "train_transfer_base" not in st.session_state and "train_transfer_base" in kept:
+        st.session_state["train_transfer_base"] = kept["train_transfer_base"]
+
+
+def _keep_options() -> None:
+    st.session_state[KEPT_OPTIONS] = {
+        key: st.session_state[key] for key in [*OPTION_DEFAULTS, "train_transfer_base"] if key in st.session_state
+    }
+
+
+def options_section() -> tuple | None:
+    """The training options; returns (ExperimentConfig, run name) or None with a message when they don't add up."""
+    from fer_realtime.experiments import ARCHITECTURES, ExperimentConfig
+
+    _restore_options()  # defaults come from session state (OPTION_DEFAULTS), so the widgets take no value=
+    archs = st.multiselect("Models", list(ARCHITECTURES), key="train_archs",
+                           format_func=lambda a: ARCH_LABELS.get(a, a),
+                           help="Every model is trained on the same data, epochs and held-out split.")
+    cols = st.columns(3)
+    epochs = cols[0].number_input("Epochs", min_value=1, max_value=500, step=1, key="train_epochs")
+    batch_size = cols[1].selectbox("Batch size", BATCH_SIZES, key="train_batch")
+    augment = cols[2].toggle("Augmentation", key="train_augment",
+                             help="Random flips, shifts, small rotations and zoom while training.")
+    pca_mode = st.radio("PCA before the model", PCA_CHOICES, horizontal=True, key="train_pca",
+                        help="Project the faces on their principal components (fitted on the training split).")
+    pca_variance = pca_components = None
+    if pca_mode == PCA_CHOICES[1]:
+        pca_variance = st.slider("Share of the variance to keep", 0.80, 0.99, step=0.01, key="train_pca_variance")
+    elif pca_mode == PCA_CHOICES[2]:
+        pca_components = int(st.number_input("Components to keep", min_value=1, max_value=48 * 48,
+                                              key="train_pca_components"))
+    transfer_base, transfer_weights = "fer", None
+    problem = None
+    if "transfer" in archs:
+        base_kind = st.radio(
+            "Pretrained base for transfer", ["fer", "keras"], horizontal=True, key="train_transfer_kind",
+            format_func=lambda k: "fer — our shipped FER model" if k == "fer" else "a keras.applications network",
+        )
+        if base_kind == "keras":
+            try:
+                from fer_realtime.models import APPLICATION_BASES
+
+                names = list(APPLICATION_BASES)
+            except Exception:  # the list is informative only
+                names = ["mobilenet_v2", "resnet50", "efficientnet_b0", "vgg16"]
+            base_cols = st.columns([1, 2])
+            transfer_base = base_cols[0].selectbox("Network", names, key="train_transfer_base")
+            weights_text = base_cols[1].text_input(
+                "Local weights file (ImageNet, no top: .h5 / .weights.h5)", key="train_transfer_weights",
+                placeholder="/data/weights/mobilenet_v2_no_top.h5",
+            )
+            st.info(
+                "ImageNet weights cannot be downloaded here (this server has no internet access): give the path of a "
+                "no-top weights file already on the server, or use the fer base."
+            )
+            if not weights_text.strip():
+                problem = f"Give the path of a local weights file for {transfer_base}, or choose the fer base."
+            else:
+                weights_path = _repo_path(weights_text.strip())
+                if not weights_path.is_file():
+                    problem = f"The weights file {weights_path} does not exist."
+                transfer_weights = str(weights_path)
+    name = st.text_input("Run name", key="train_run_name", placeholder="for example: cnn vs rnn, 10 epochs",
+                         help="Shown in the list of runs; the default names the models and the dataset.")
+    _keep_options()
+    if not archs:
+        problem = "Choose at least one model to train."
+    if problem:
+        st.warning(problem)
+        return None
+    config = ExperimentConfig(
+        archs=tuple(archs), epochs=int(epochs), batch_size=int(batch_size), augment=bool(augment),
+        pca_variance=pca_variance, pca_components=pca_components, transfer_base=transfer_base,
+        transfer_weights=transfer_weights,
+    )
+    return config, name.strip()
+
+
+def _run_time(status: dict, key: str = "created") -> str:
+    stamp = status.get(key)
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if isinstance(stamp, (int, float)) else "?"
+
+
+def _duration(seconds) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "–"
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def run_label(status: dict) -> str:
+    state = status.get("state", "?")
+    state = "in progress" if state in ACTIVE_STATES else state  # the label is not redrawn as the run goes on
+    return f"{status.get('name') or status.get('run_id')} · {state} · {_run_time(status)}"
+
+
+def history_chart(rows: list[dict]):
+    """Two charts, accuracy and loss per epoch: training (dashed) and held-out (solid), one colour per model."""
+    import altair as alt
+    import pandas as pd
+
+    from fer_realtime.charts import MODEL_COLORS
+
+    long = []
+    for row in rows:
+        for metric in ("accuracy", "loss"):
+            for split, key in (("training", f"train_{metric}"), ("held-out", f"heldout_{metric}")):
+                if isinstance(row.get(key), (int, float)):
+                    long.append({"model": row["model"], "epoch": row["epoch"], "metric": metric, "split": split,
+                                 "value": row[key]})
+    data = pd.DataFrame(long)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    color = alt.Color("model:N", scale=alt.Scale(domain=models,
+                                                 range=[MODEL_COLORS.get(m, "#7f7f7f") for m in models]))
+    base = alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1), title="epoch"),
+        color=color,
+        strokeDash=alt.StrokeDash("split:N", scale=alt.Scale(domain=["held-out", "training"], range=[[1, 0], [5, 3]]),
+                                  legend=None),  # said in the titles: a dashed-line legend draws no symbol
+        tooltip=["model", "split", "epoch", alt.Tooltip("value:Q", format=".3f")],
+    )
+    subtitle = "solid: held-out · dashed: training"
+    accuracy = base.transform_filter(alt.datum.metric == "accuracy").encode(
+        y=alt.Y("value:Q", title="accuracy", scale=alt.Scale(domain=[0, 1]))
+    ).properties(title=alt.Title("Accuracy", subtitle=subtitle))
+    loss = base.transform_filter(alt.datum.metric == "loss").encode(
+        y=alt.Y("value:Q", title="loss")
+    ).properties(title=alt.Title("Loss", subtitle=subtitle))
+    return [chart.configure_legend(orient="bottom", direction="horizontal") for chart in (accuracy, loss)]
+
+
+def progress_view(status: dict, run_dir: Path) -> None:
+    state = status.get("state")
+    name, phase = status.get("name") or status.get("run_id"), status.get("phase") or "starting the worker"
+    st.markdown(f"**{name}** — {state}: {phase}")
+    progress = status.get("progress") or {}
+    if progress:
+        arch, epoch, epochs = progress.get("arch", "?"), progress.get("epoch", 0), max(1, progress.get("epochs", 1))
+        batch, batches = progress.get("batch", 0), max(1, progress.get("batches", 1))
+        index, archs = progress.get("arch_index", 0), max(1, progress.get("archs", 1))
+        within_epoch = batch / batches if batch else 1.0  # batch 0: the epoch just ended
+        done = (index + (epoch - 1 + within_epoch) / epochs) / archs
+        stage = f" ({progress['stage']})" if progress.get("stage") else ""
+        text = (f"{arch} — epoch {epoch}/{epochs}, batch {batch or batches}/{batches}{stage} · "
+                f"model {index + 1} of {archs}")
+        st.progress(min(1.0, max(0.0, done)), text=text)
+    else:
+        st.progress(0.0, text=status.get("phase") or "starting the training process…")
+    started = status.get("started") or status.get("created")
+    figures = []
+    if isinstance(started, (int, float)):
+        figures.append(f"running for {_duration(time.time() - started)}")
+    if status.get("n_train") is not None:
+        figures.append(f"{status['n_train']} training images, {status.get('n_heldout', 0)} held out")
+    if status.get("pca"):
+        figures.append(f"PCA keeps {status['pca'].get('components')} components")
+    if figures:
+        st.caption(" · ".join(figures))
+    rows = status.get("history") or []
+    if rows:
+        for column, chart in zip(st.columns(2), history_chart(rows)):
+            column.altair_chart(chart, width="stretch", height=380)
+    else:
+        st.caption("The loss and accuracy chart fills in as epochs finish.")
+    if (run_dir / "cancel").exists():
+        st.info("Cancelling: the run stops after the current batch.")
+    elif st.button("Cancel", key="train_cancel", help="Stop this run; models finished before now are kept."):
+        cancel_run(run_dir)
+        st.info("Cancelling: the run stops after the current batch.")
+
+
+@st.fragment(run_every=1.0)
+def live_progress(run_dir: str) -> None:
+    """Redrawn every second from the run's files, without rerunning the rest of the page."""
+    status = run_status(Path(run_dir))
+    if status.get("state") not in ACTIVE_STATES:
+        # the run ended: rerun the whole page so its results and the new models (sidebar) appear
+        st.session_state["train_show_run"] = run_dir
+        st.rerun(scope="app")
+    progress_view(status, Path(run_dir))
+
+
+def start_section(overview: dict | None, options: tuple | None) -> None:
+    if overview is None:
+        st.button("Start training", key="train_start", disabled=True, type="primary")
+        st.caption("Load a dataset first.")
+        return
+    if st.button("Start training", key="train_start", type="primary", disabled=options is None):
+        config, name = options
+        try:
+            run_dir = start_run(overview["source"], config, RUNS_DIR, MODELS_DIR, name=name)
+        except FerError as exc:  # e.g. a run was started meanwhile from another tab
+            st.error(str(exc))
+            return
+        except OSError as exc:
+            st.error(f"The training run could not be started ({exc.strerror or exc}).")
+            return
+        st.session_state["train_show_run"] = str(run_dir)
+        st.rerun()
+    st.caption(f"Runs in the background (one at a time); models are saved in `{MODELS_DIR}`.")
+
+
+def _results_table(status: dict):
+    import pandas as pd
+
+    rows = []
+    for arch, result in (status.get("results") or {}).items():
+        row = {"model": arch, "held-out accuracy": _percent(result.get("heldout_accuracy"))}
+        for name, figures in (result.get("per_class") or {}).items():
+            row[f"recall {name}"] = _percent(figures.get("recall"))
+        row["training time"] = _duration(result.get("seconds"))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model") if rows else None
+
+
+def confusion_chart(result: dict, arch: str):
+    import altair as alt
+    import pandas as pd
+
+    classes = result.get("classes") or []
+    matrix = result.get("confusion") or []
+    data = pd.DataFrame([
+        {"true": classes[i], "predicted": classes[j], "images": int(n),
+         "share": n / max(1, sum(matrix[i]))}
+        for i, row in enumerate(matrix) for j, n in enumerate(row)
+    ])
+    base = alt.Chart(data).encode(
+        x=alt.X("predicted:N", sort=classes, title="predicted"),
+        y=alt.Y("true:N", sort=classes, title="true"),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), legend=None),
+        tooltip=["true", "predicted", "images", alt.Tooltip("share:Q", format=".0%")],
+    )
+    text = base.mark_text(fontSize=11).encode(
+        text="images:Q", color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("black")))
+    return (cells + text).properties(title=f"{arch}: confusion (rows: true class)", height=alt.Step(26),
+                                     width=alt.Step(40))
+
+
+def _download_data(run_dir: Path, status: dict) -> dict[str, bytes]:
+    """The run's exports: the files the worker wrote when it finished, else built from its history so far."""
+    from fer_realtime.charts import comparison_png, history_csv
+
+    rows = status.get("history") or []
+    exports = {}
+    for name in ("comparison.png", "history.json", "history.csv"):
+        try:
+            exports[name] = (run_dir / name).read_bytes()
+        except OSError:
+            if not rows:
+                continue
+            if name == "comparison.png":
+                exports[name] = comparison_png(rows, f"{status.get('name', '')}: accuracy per epoch")
+            elif name == "history.csv":
+                exports[name] = history_csv(rows).encode()
+            else:
+                exports[name] = json.dumps({"heldout": status.get("heldout"), "rows": rows}, indent=1).encode()
+    return exports
+
+
+def _use_model(path: str) -> None:
+    st.session_state["model"] = path  # the sidebar's Model selector (a callback runs before the widget exists)
+
+
+def results_view(status: dict, run_dir: Path) -> None:
+    import pandas as pd
+
+    from fer_realtime.charts import comparison_figure
+
+    state = status.get("state")
+    if state in ACTIVE_STATES:
+        st.info("This run is still training: its progress is shown above, its results appear here when it ends.")
+        return
+    if state == "failed":
+        st.error(status.get("error") or "The run failed without saying why; see worker.log in its folder.")
+    elif state == "cancelled":
+        st.warning("This run was cancelled; the models it had finished are listed below.")
+    else:
+        started, finished = status.get("started"), status.get("finished")
+        timed = isinstance(started, (int, float)) and isinstance(finished, (int, float))
+        took = f" in {_duration(finished - started)}" if timed else ""
+        st.success(f"Finished{took}.")
+    facts = [f"dataset `{status.get('dataset', '?')}`"]
+    if status.get("n_train") is not None:
+        facts.append(f"{status['n_train']} training images")
+    if status.get("heldout"):
+        facts.append(f"held out: {status.get('n_heldout', '?')} images of {status['heldout']}")
+    config = status.get("config") or {}
+    if config:
+        facts.append(f"{config.get('epochs')} epochs, batch {config.get('batch_size')}, "
+                     f"augmentation {'on' if config.get('augment') else 'off'}")
+    st.caption(" · ".join(facts))
+    if status.get("pca"):
+        pca = status["pca"]
+        variance = pca.get("variance_retained")
+        st.markdown(f"**PCA:** {pca.get('components')} components kept, retaining "
+                    f"{_percent(variance)} of the training images' variance.")
+    rows = status.get("history") or []
+    results = status.get("results") or {}
+    if rows:
+        from matplotlib.ticker import MaxNLocator
+
+        figure = comparison_figure(rows, f"{status.get('name') or status.get('run_id')}: accuracy per epoch")
+        for axes in figure.axes:
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        st.pyplot(figure, width=820, alt="Comparison chart: accuracy per epoch of every model")
+    table = _results_table(status)
+    if table is not None:
+        st.markdown("**Final held-out accuracy, per-class recall and training time**")
+        st.table(table)
+        charts = st.columns(min(3, len(results)))
+        for i, (arch, result) in enumerate(results.items()):
+            if result.get("confusion"):
+                charts[i % len(charts)].altair_chart(confusion_chart(result, arch), width="content")
+        notes = [f"{arch}: {note}" for arch, result in results.items() for note in result.get("notes") or []]
+        if notes:
+            st.markdown("**Notes**\n" + "\n".join(f"- {n}" for n in notes))
+    exports = _download_data(run_dir, status)
+    if exports:
+        cols = st.columns(3)
+        mimes = {"comparison.png": "image/png", "history.json": "application/json", "history.csv": "text/csv"}
+        labels = {"comparison.png": "Chart (PNG)", "history.json": "History (JSON)", "history.csv": "History (CSV)"}
+        for col, name in zip(cols, [n for n in mimes if n in exports]):
+            col.download_button(labels[name], exports[name], file_name=f"{status.get('run_id', 'run')}-{name}",
+                                mime=mimes[name], key=f"download_{name}", on_click="ignore", icon="⬇️")
+    if results:
+        st.markdown("**Use the result**")
+        for arch, result in results.items():
+            path = result.get("model_path")
+            if not path:
+                continue
+            in_models_dir = Path(path).parent.resolve() == MODELS_DIR.resolve()
+            listed = f"{MODELS_LABEL}/{Path(path).name}" if in_models_dir else path
+            if Path(path).is_file():
+                cols = st.columns([4, 1])
+                cols[0].markdown(
+                    f"`{arch}` was saved to `{path}`; it is listed in the sidebar's **Model** selector as "
+                    f"`{listed}` — the Live tab and the sidebar photos use the model selected there."
+                )
+                current = st.session_state.get("model") == path
+                cols[1].button("In use" if current else f"Use {arch}", key=f"use_{arch}", on_click=_use_model,
+                               args=(path,), disabled=current)
+            else:
+                st.markdown(f"`{arch}` was saved to `{path}`, which no longer exists.")
+
+
+def results_section() -> None:
+    runs = list_runs(RUNS_DIR)
+    if not runs:
+        st.caption(f"No training runs yet (they are kept in `{RUNS_DIR}`).")
+        return
+    by_dir = {r["run_dir"]: r for r in runs}
+    wanted = st.session_state.pop("train_show_run", None)
+    if wanted in by_dir:
+        st.session_state["train_run_choice"] = wanted
+    choice = st.selectbox("Run", list(by_dir), format_func=lambda d: run_label(by_dir[d]), key="train_run_choice",
+                          help="Every run started here, newest first; pick an earlier one to compare.")
+    try:
+        results_view(by_dir[choice], Path(choice))
+    except Exception as exc:  # a hand-edited or half-written status must not break the page
+        logger.exception("showing the run %s failed", choice)
+        st.error(f"The results of this run could not be shown ({type(exc).__name__}: {exc}).")
+
+
+def current_model_section(entry: ModelEntry) -> None:
     if entry.metadata is not None:
         try:
             metadata_view(entry)
@@ -400,12 +968,30 @@ def training_tab(entry: ModelEntry) -> None:
             st.error(f"The record stored in {entry.name} could not be shown ({type(exc).__name__}: {exc}).")
     else:
         st.error(entry.error)
-    st.markdown("#### Train a new model")
-    st.markdown(
-        "Training runs from the command line. `DATA_DIR` holds `train/` and `val/` (or `test/`) folders with one "
-        "sub-folder of face images per emotion. Models saved in `models/` appear in the sidebar's model list."
-    )
-    st.code(TRAIN_COMMAND, language="bash")
+
+
+def training_tab(entry: ModelEntry) -> None:
+    st.markdown("#### Train new models")
+    st.markdown("**1. Dataset**")
+    overview = dataset_section()
+    st.markdown("**2. Training**")
+    active = active_run(RUNS_DIR)
+    if active is not None:
+        st.info("A training run is in progress (one at a time); it is shown here in every tab that opens this page.")
+        live_progress(active["run_dir"])
+    else:
+        options = options_section()
+        start_section(overview, options)
+    st.markdown("#### Results")
+    results_section()
+    st.markdown("#### The current model")
+    current_model_section(entry)
+    with st.expander("Training from the command line"):
+        st.markdown(
+            "`DATA_DIR` holds `train/` and `val/` (or `test/`) folders with one sub-folder of face images per "
+            "emotion. Models saved in `models/` appear in the sidebar's model list."
+        )
+        st.code(TRAIN_COMMAND, language="bash")
 
 
 def about_tab(entry: ModelEntry, engine, detector: str) -> None:

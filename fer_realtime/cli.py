@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -23,39 +24,25 @@ def _write_json_atomic(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
-def _split_folders(root: Path) -> tuple[Path, Path | None]:
-    """A dataset root with train/ and val/ (or test/) sub-folders, or a plain folder of class folders."""
-    if (root / "train").is_dir():
-        for name in ("val", "validation", "test"):
-            if (root / name).is_dir():
-                return root / "train", root / name
-        return root / "train", None
-    return root, None
-
-
 def cmd_train(args) -> int:
-    from .datasets import load_class_folders_cached, stratified_split
+    if args.arch != "cnn" or args.pca is not None:
+        return _train_with_experiment(args)
+    from .datasets import load_dataset, train_heldout_split
     from .evaluation import evaluate_predictions
     from .model_io import save_model
     from .preprocessing import normalize
     from .training import TrainConfig, predict_classes, train_classifier
 
-    root = Path(args.data)
-    train_dir, heldout_dir = _split_folders(root)
-    cache = Path(args.cache_dir)
-    train = load_class_folders_cached(train_dir, cache)
+    dataset = load_dataset(args.data, cache_dir=args.cache_dir)
+    train, heldout, heldout_name = train_heldout_split(dataset)
     config = TrainConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                         learning_rate=args.learning_rate)
+                         learning_rate=args.learning_rate, augment=not args.no_augment)
     out = Path(args.out)
     checkpoints = Path(args.checkpoints) if args.checkpoints else out.with_suffix("").with_name(out.stem + "-checkpoints")
-    print(f"training {config.arch} on {len(train)} images from {train_dir}; checkpoints in {checkpoints}", flush=True)
+    print(f"training {config.arch} on {len(train)} images from {dataset.source}; held-out: {heldout_name}; "
+          f"checkpoints in {checkpoints}", flush=True)
     result = train_classifier(train, config, checkpoints, verbose=2 if args.verbose else 0)
 
-    if heldout_dir is not None:
-        heldout = load_class_folders_cached(heldout_dir, cache)
-        heldout_name = str(heldout_dir)
-    else:  # no split of its own: report on a stratified held-out part (excluded from the selection split too)
-        raise FerError(f"{root} has no val/ or test/ folder; held-out data is needed to report accuracy.")
     x_held = normalize(heldout.images, result.metadata.preprocessing)
     report = evaluate_predictions(heldout.labels, predict_classes(result.model, x_held), heldout.classes)
     command = "python -m fer_realtime " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -63,16 +50,14 @@ def cmd_train(args) -> int:
         "heldout_data": heldout_name,
         "heldout": report.to_dict(),
         "selection_accuracy": result.selection_report.accuracy,
-        "train_data": str(train_dir),
+        "train_data": dataset.source,
         "train_seconds_this_run": round(result.seconds, 1),
         "epochs": config.epochs,
         "command": command,
     }
-    metadata = result.metadata
-    metadata = type(metadata)(
-        classes=metadata.classes, input_size=metadata.input_size, preprocessing=metadata.preprocessing,
-        architecture=metadata.architecture,
-        training_data={**metadata.training_data, "train_data": str(train_dir)},
+    metadata = dataclasses.replace(
+        result.metadata,
+        training_data={**result.metadata.training_data, "train_data": dataset.source},
         metrics={"heldout_accuracy": report.accuracy, "heldout_data": heldout_name,
                  "per_class_recall": {c: v["recall"] for c, v in report.per_class.items()},
                  "selection_accuracy": result.selection_report.accuracy},
@@ -188,6 +173,70 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _experiment_config(args, archs) -> "ExperimentConfig":
+    from .experiments import ARCHITECTURES, ExperimentConfig
+
+    unknown = [a for a in archs if a not in ARCHITECTURES]
+    if unknown or not archs:
+        raise FerError(f"Unknown architecture {', '.join(unknown) or '(none)'}; choose from {', '.join(ARCHITECTURES)}.")
+    pca_variance, pca_components = None, None
+    if args.pca is not None:
+        if 0 < args.pca <= 1:
+            pca_variance = args.pca
+        elif args.pca >= 1 and float(args.pca).is_integer():
+            pca_components = int(args.pca)
+        else:
+            raise FerError(f"--pca {args.pca}: give a fraction of variance in (0, 1] or a whole number of components.")
+    return ExperimentConfig(archs=tuple(archs), epochs=args.epochs, batch_size=args.batch_size,
+                            learning_rate=args.learning_rate, seed=args.seed, augment=not args.no_augment,
+                            pca_variance=pca_variance, pca_components=pca_components,
+                            transfer_base=args.transfer_base, transfer_weights=args.transfer_weights)
+
+
+def _run_in_foreground(data: str, config, out_dir: Path, name: str, model_names=None, models_dir=None) -> dict:
+    from .jobs import execute_run, prepare_run_dir, read_json, write_json_atomic
+
+    prepare_run_dir(out_dir, data, config, models_dir or out_dir, name)
+    if model_names:
+        request = read_json(out_dir / "request.json")
+        write_json_atomic(out_dir / "request.json", {**request, "model_names": model_names})
+    execute_run(out_dir, echo=lambda line: print(line, flush=True))
+    status = read_json(out_dir / "status.json") or {}
+    if status.get("state") != "finished":
+        raise FerError(status.get("error") or f"Training ended in state {status.get('state')}.")
+    return status
+
+
+def _train_with_experiment(args) -> int:
+    """rnn, transfer, or any model with PCA: fixed epochs, held-out accuracy measured after every epoch."""
+    config = _experiment_config(args, [args.arch])
+    out = Path(args.out)
+    if out.suffix != ".keras":
+        raise FerError(f"--out {out} must end in .keras.")
+    run_dir = out.with_name(out.stem + "-run")
+    status = _run_in_foreground(args.data, config, run_dir, f"{args.arch} on {Path(args.data).name}",
+                                model_names={args.arch: out.name}, models_dir=out.parent)
+    result = status["results"][args.arch]
+    print(f"{args.arch}: held-out accuracy {result['heldout_accuracy']:.4f} on {status.get('heldout')} "
+          f"(n={status.get('n_heldout')}); saved {result['model_path']}; history and chart in {run_dir}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    archs = [a.strip() for a in args.archs.split(",") if a.strip()]
+    config = _experiment_config(args, archs)
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FerError(f"--out {out_dir} is a file; give a folder for the comparison.")
+    status = _run_in_foreground(args.data, config, out_dir, f"{'+'.join(archs)} on {Path(args.data).name}")
+    print(f"held-out data: {status.get('heldout')} (n={status.get('n_heldout')})")
+    print(f"{'model':<10} {'held-out acc':>12} {'seconds':>8}  saved")
+    for arch, result in status["results"].items():
+        print(f"{arch:<10} {result['heldout_accuracy']:>12.4f} {result['seconds']:>8.0f}  {result['model_path']}")
+    print(f"wrote {out_dir / 'comparison.png'}, {out_dir / 'history.json'}, {out_dir / 'history.csv'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fer-realtime", description="Facial-expression recognition.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,17 +259,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model on a dataset of class folders")
     p.add_argument("--data", required=True, help="folder of class folders, or a root with train/ and val/")
-    p.add_argument("--arch", default="cnn", choices=["cnn"])
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--arch", default="cnn", choices=["cnn", "rnn", "transfer"])
+    _add_training_options(p, epochs=30)
     p.add_argument("--out", default="models/model.keras")
     p.add_argument("--checkpoints", default=None, help="checkpoint folder (resumes an interrupted run)")
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "fer-realtime"))
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compare", help="train several architectures on the same data and chart them")
+    p.add_argument("--data", required=True, help="dataset: class folders, a FER2013 CSV, or an X.npy/Y.npy folder")
+    p.add_argument("--archs", default="cnn,rnn", help="comma-separated: cnn, rnn, transfer")
+    _add_training_options(p, epochs=10)
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the models, chart PNG and history")
+    p.set_defaults(func=cmd_compare)
     return parser
+
+
+def _add_training_options(p, epochs: int) -> None:
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--pca", type=float, default=None, metavar="VAR",
+                   help="PCA before the models: a fraction of variance to keep (0.95) or a number of components")
+    p.add_argument("--no-augment", action="store_true", help="no random flips, shifts, rotations and zoom")
+    p.add_argument("--transfer-base", default="fer",
+                   help="transfer: 'fer' (the shipped model) or a keras.applications name with --transfer-weights")
+    p.add_argument("--transfer-weights", default=None, help="local ImageNet weights file for a keras.applications base")
 
 
 def main(argv=None) -> int:

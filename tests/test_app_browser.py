@@ -206,7 +206,7 @@ def test_sidebar_photos_show_faces_and_a_clear_error_for_a_bad_file(page, app_se
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
-def test_page_renders_models_and_training_record(monkeypatch):
+def test_page_renders_models_and_training_record(monkeypatch, tmp_path):
     """Headless (no browser): the script runs without an exception and shows the model and its record.
 
     AppTest has no real server session, which streamlit-webrtc needs, so the WebRTC component is replaced by a
@@ -225,6 +225,9 @@ def test_page_renders_models_and_training_record(monkeypatch):
 
     _require_model()
     monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", fake_webrtc_streamer)
+    # the Training tab's runs and the model list's models/ folder: empty ones, not the repository's
+    monkeypatch.setenv("FER_REALTIME_RUNS_DIR", str(tmp_path / "runs" / "training"))
+    monkeypatch.setenv("FER_REALTIME_MODELS_DIR", str(tmp_path / "models"))
     app = AppTest.from_file(str(REPO_ROOT / "streamlit_app.py"), default_timeout=120).run()
     assert not app.exception, [e.message for e in app.exception]
     model_box = app.sidebar.selectbox(key="model")

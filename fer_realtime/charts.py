@@ -1,0 +1,53 @@
+"""The comparison chart: accuracy per epoch of every model, training and held-out, in one figure."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+MODEL_COLORS = {"cnn": "#1f77b4", "rnn": "#d62728", "transfer": "#2ca02c"}
+
+
+def comparison_figure(rows: Sequence[dict[str, Any]], title: str = "Accuracy per epoch"):
+    """A matplotlib Figure from history rows (model, epoch, train_accuracy, heldout_accuracy)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.5), dpi=110)
+    ax = fig.add_subplot()
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    for i, model in enumerate(models):
+        mine = [r for r in rows if r["model"] == model]
+        epochs = [r["epoch"] for r in mine]
+        color = MODEL_COLORS.get(model, f"C{i}")
+        ax.plot(epochs, [r["heldout_accuracy"] for r in mine], "-o", color=color, ms=3, label=f"{model} held-out")
+        ax.plot(epochs, [r["train_accuracy"] for r in mine], "--", color=color, alpha=0.7, label=f"{model} training")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    if models:
+        ax.legend(loc="lower right", fontsize=8, ncols=max(1, len(models)))
+    fig.tight_layout()
+    return fig
+
+
+def comparison_png(rows: Sequence[dict[str, Any]], title: str = "Accuracy per epoch") -> bytes:
+    buffer = io.BytesIO()
+    comparison_figure(rows, title).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def history_csv(rows: Sequence[dict[str, Any]]) -> str:
+    import csv
+
+    buffer = io.StringIO()
+    columns = ["model", "epoch", "stage", "train_accuracy", "heldout_accuracy", "train_loss", "heldout_loss"]
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
