@@ -632,6 +632,9 @@ def options_section() -> tuple | None:
             "Pretrained base for transfer", ["fer", "keras"], horizontal=True, key="train_transfer_kind",
             format_func=lambda k: "fer — our shipped FER model" if k == "fer" else "a keras.applications network",
         )
+        if base_kind == "fer" and not default_model_path().is_file():
+            problem = (f"The fer base starts from the shipped model, and {default_model_path()} does not exist yet; "
+                       "train it first or choose a keras.applications network.")
         if base_kind == "keras":
             try:
                 from fer_realtime.models import APPLICATION_BASES
@@ -895,11 +898,7 @@ def results_view(status: dict, run_dir: Path) -> None:
     rows = status.get("history") or []
     results = status.get("results") or {}
     if rows:
-        from matplotlib.ticker import MaxNLocator
-
         figure = comparison_figure(rows, f"{status.get('name') or status.get('run_id')}: accuracy per epoch")
-        for axes in figure.axes:
-            axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         st.pyplot(figure, width=820, alt="Comparison chart: accuracy per epoch of every model")
     table = _results_table(status)
     if table is not None:

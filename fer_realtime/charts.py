@@ -15,6 +15,7 @@ def comparison_figure(rows: Sequence[dict[str, Any]], title: str = "Accuracy per
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(8, 4.5), dpi=110)
     ax = fig.add_subplot()
@@ -25,6 +26,7 @@ def comparison_figure(rows: Sequence[dict[str, Any]], title: str = "Accuracy per
         color = MODEL_COLORS.get(model, f"C{i}")
         ax.plot(epochs, [r["heldout_accuracy"] for r in mine], "-o", color=color, ms=3, label=f"{model} held-out")
         ax.plot(epochs, [r["train_accuracy"] for r in mine], "--", color=color, alpha=0.7, label=f"{model} training")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)

@@ -5,23 +5,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
+from .atomic import write_bytes_atomic, write_json_atomic
 from .errors import FerError
-
-
-def _write_json_atomic(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def cmd_train(args) -> int:
@@ -64,7 +53,7 @@ def cmd_train(args) -> int:
         command=command,
     )
     save_model(result.model, metadata, out)
-    _write_json_atomic(out.with_suffix(".metrics.json"), metrics)
+    write_json_atomic(out.with_suffix(".metrics.json"), metrics)
     print(report.format_text())
     print(f"saved {out} and {out.with_suffix('.metrics.json')}")
     return 0
@@ -86,11 +75,7 @@ def _write_image_atomic(path: Path, image) -> None:
     ok, encoded = cv2.imencode(path.suffix, image)
     if not ok:
         raise FerError(f"could not encode {path.name}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    with os.fdopen(fd, "wb") as f:
-        f.write(encoded.tobytes())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, encoded.tobytes())
 
 
 def _face_dict(face) -> dict:
@@ -194,7 +179,7 @@ def _experiment_config(args, archs) -> "ExperimentConfig":
 
 
 def _run_in_foreground(data: str, config, out_dir: Path, name: str, model_names=None, models_dir=None) -> dict:
-    from .jobs import execute_run, prepare_run_dir, read_json, write_json_atomic
+    from .jobs import execute_run, prepare_run_dir, read_json
 
     prepare_run_dir(out_dir, data, config, models_dir or out_dir, name)
     if model_names:

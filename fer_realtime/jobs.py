@@ -25,26 +25,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_bytes_atomic, write_json_atomic
 from .errors import FerError
 from .experiments import ExperimentConfig
 
 ACTIVE_STATES = ("starting", "running")
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -120,10 +105,13 @@ def start_run(
         write_json_atomic(run_dir / "status.json", {"state": "starting", "created": time.time(), "name": request["name"],
                                                     "run_id": run_dir.name, "config": request["config"],
                                                     "dataset": dataset_source})
+        # The worker must import this very package, whatever the server's working directory.
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         with open(run_dir / "worker.log", "w") as log:
             process = subprocess.Popen(
                 [python, "-m", "fer_realtime.jobs", str(run_dir)], stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True, cwd=os.getcwd(),
+                stdin=subprocess.DEVNULL, start_new_session=True, env=env,
             )
         status = read_json(run_dir / "status.json") or {}
         if status.get("state") == "starting":
@@ -214,6 +202,7 @@ def execute_run(run_dir: Path, echo=None) -> int:
             run = train_architecture(arch, train, heldout, config, index=index, on_progress=on_progress,
                                      should_stop=should_stop, pca=pca)
             runs.append(run)
+            writer.update(force=True, phase=f"saving {arch}")
             model_path = models_dir / request.get("model_names", {}).get(arch, f"{run_dir.name}-{arch}.keras")
             metadata = run.metadata
             metadata.training_data["dataset"] = request["dataset"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,6 +13,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - CI installs it
+    sync_playwright = None
+
+needs_browser = pytest.mark.skipif(
+    sync_playwright is None or CHROMIUM is None,
+    reason="needs the playwright Python package and a `chromium` executable on PATH (apt-get install chromium)",
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 640, 480
@@ -52,13 +65,14 @@ def free_port() -> int:
 class StreamlitServer:
     """`streamlit run streamlit_app.py` on a free loopback port, with its output in a log file."""
 
-    def __init__(self, log_path: Path, env: dict | None = None):
+    def __init__(self, log_path: Path, env: dict | None = None, cwd: Path | None = None):
+        """`cwd`: the working directory to start from (default the repository root; the page must not need it)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "wb")
         command = [
-            sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+            sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "streamlit_app.py"),
             "--server.headless", "true",
             "--server.port", str(self.port),
             "--server.address", "127.0.0.1",
@@ -66,7 +80,7 @@ class StreamlitServer:
             "--server.fileWatcherType", "none",
         ]
         self.process = subprocess.Popen(
-            command, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+            command, cwd=cwd or REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
         )
 

@@ -11,7 +11,6 @@ Needs the `playwright` Python package and Debian's `chromium` (no `playwright in
 from __future__ import annotations
 
 import base64
-import shutil
 import time
 from types import SimpleNamespace
 
@@ -19,6 +18,9 @@ import cv2
 import numpy as np
 import pytest
 from browser_support import (
+    CHROMIUM,
+    needs_browser,
+    sync_playwright,
     REPO_ROOT,
     StreamlitServer,
     overlay_evidence,
@@ -29,16 +31,6 @@ from browser_support import (
 
 from fer_realtime.drawing import EMOTION_COLORS
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - CI installs it
-    sync_playwright = None
-
-needs_browser = pytest.mark.skipif(
-    sync_playwright is None or CHROMIUM is None,
-    reason="needs the playwright Python package and a `chromium` executable on PATH (apt-get install chromium)",
-)
 
 WEBRTC_IFRAME = 'iframe[title="streamlit_webrtc.component.webrtc_streamer"]'
 GRAB_FRAME_JS = """(video) => {

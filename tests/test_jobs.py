@@ -7,7 +7,8 @@ import pytest
 
 from fer_realtime.errors import FerError
 from fer_realtime.experiments import ExperimentConfig
-from fer_realtime.jobs import active_run, cancel_run, list_runs, run_status, start_run, write_json_atomic
+from fer_realtime.atomic import write_json_atomic
+from fer_realtime.jobs import active_run, cancel_run, list_runs, run_status, start_run
 from fer_realtime.model_io import load_model
 from helpers import write_class_folders
 

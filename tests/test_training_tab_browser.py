@@ -7,7 +7,8 @@ selector and load there without restarting the app. Other tests: a bad dataset g
 run can be cancelled.
 
 The server's runs, uploads and models folders point into tmp_path (FER_REALTIME_RUNS_DIR, FER_REALTIME_MODELS_DIR,
-FER_REALTIME_UPLOADS_DIR), so nothing is written into the repository.
+FER_REALTIME_UPLOADS_DIR), so nothing is written into the repository; the server is started from a folder outside
+the repository, as `streamlit run /path/to/streamlit_app.py` may be.
 
 The browser tests need the `playwright` Python package and Debian's `chromium` (no `playwright install`) and are
 skipped otherwise; the last tests check how stored runs (finished, failed, in progress) are shown, with
@@ -17,29 +18,18 @@ Streamlit's AppTest and no browser.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from browser_support import StreamlitServer
+from browser_support import CHROMIUM, StreamlitServer, needs_browser, sync_playwright
 from helpers import write_class_folders
 
 from fer_realtime.jobs import ACTIVE_STATES, cancel_run, list_runs, run_status
 from fer_realtime.labels import EMOTIONS
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - CI installs it
-    sync_playwright = None
-
-needs_browser = pytest.mark.skipif(
-    sync_playwright is None or CHROMIUM is None,
-    reason="needs the playwright Python package and a `chromium` executable on PATH (apt-get install chromium)",
-)
 
 CHART_ALT = "Comparison chart: accuracy per epoch of every model"
 
@@ -80,7 +70,9 @@ def _stop_active_runs(runs_dir: Path, timeout: float = 60.0) -> None:
 def training_server(folders, tmp_path_factory):
     env = {"FER_REALTIME_RUNS_DIR": str(folders["runs"]), "FER_REALTIME_MODELS_DIR": str(folders["models"]),
            "FER_REALTIME_UPLOADS_DIR": str(folders["uploads"])}
-    server = StreamlitServer(tmp_path_factory.mktemp("training_server") / "streamlit.log", env=env)
+    # started outside the repository: the page and its training worker must not depend on the working directory
+    server_dir = tmp_path_factory.mktemp("training_server")
+    server = StreamlitServer(server_dir / "streamlit.log", env=env, cwd=server_dir)
     try:
         server.wait_until_serving(timeout=90)
         yield server
@@ -313,7 +305,7 @@ def test_train_two_models_and_use_the_result(page, browser, folders, tiny_datase
     summary_text = summary.inner_text()
     assert "train" in summary_text and "val" in summary_text and "56" in summary_text and "21" in summary_text
     assert main.get_by_text("77 images of 48×48 px").count() == 1
-    assert main.locator('[data-testid="stImage"] img').count() >= 7  # a strip of samples per class
+    main.locator('[data-testid="stImage"] img').nth(6).wait_for(timeout=30_000)  # a strip of samples per class
 
     _set_training_options(page, epochs=2, batch=16, name="browser test run")
     main.get_by_role("button", name="Start training").click()
