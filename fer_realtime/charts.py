@@ -25,8 +25,13 @@ def comparison_figure(rows: Sequence[dict[str, Any]], title: str = "Accuracy per
         epochs = [r["epoch"] for r in mine]
         color = MODEL_COLORS.get(model, f"C{i}")
         ax.plot(epochs, [r["heldout_accuracy"] for r in mine], "-o", color=color, ms=3, label=f"{model} held-out")
-        ax.plot(epochs, [r["train_accuracy"] for r in mine], "--", color=color, alpha=0.7, label=f"{model} training")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.plot(epochs, [r["train_accuracy"] for r in mine], "--x", color=color, ms=4, alpha=0.7,
+                label=f"{model} training")
+    all_epochs = sorted({r["epoch"] for r in rows})
+    if 0 < len(all_epochs) <= 20:
+        ax.set_xticks(all_epochs)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
