@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -20,6 +21,23 @@ try:
     from playwright.sync_api import sync_playwright
 except ImportError:  # pragma: no cover - CI installs it
     sync_playwright = None
+
+BROWSER_ARGS = ("--no-sandbox", "--disable-background-networking", "--disable-gpu")
+FAKE_CAMERA_ARGS = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
+
+
+@contextlib.contextmanager
+def chromium_browser(*extra_args: str):
+    """Headless Debian chromium through Playwright, closed on exit."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=[*BROWSER_ARGS, *extra_args]
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
 
 needs_browser = pytest.mark.skipif(
     sync_playwright is None or CHROMIUM is None,

@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 import pytest
 from browser_support import (
-    CHROMIUM,
+    FAKE_CAMERA_ARGS,
+    chromium_browser,
     needs_browser,
-    sync_playwright,
     REPO_ROOT,
     StreamlitServer,
     overlay_evidence,
@@ -73,23 +73,8 @@ def app_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(fake_camera):
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-video-capture={fake_camera}",
-                "--disable-background-networking",
-                "--disable-gpu",
-            ],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium_browser(*FAKE_CAMERA_ARGS, f"--use-file-for-fake-video-capture={fake_camera}") as browser:
+        yield browser
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from browser_support import CHROMIUM, StreamlitServer, needs_browser, sync_playwright
+from browser_support import StreamlitServer, chromium_browser, needs_browser
 from helpers import write_class_folders
 
 from fer_realtime.jobs import ACTIVE_STATES, cancel_run, list_runs, run_status
@@ -83,15 +83,8 @@ def training_server(folders, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium_browser() as browser:
+        yield browser
 
 
 @pytest.fixture
