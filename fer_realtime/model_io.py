@@ -46,6 +46,7 @@ class ModelMetadata:
     input_size: tuple[int, int] = (48, 48)  # (height, width)
     preprocessing: Preprocessing = Preprocessing()
     architecture: str = "cnn"
+    flip_tta: bool = False  # the engine averages the predictions for each face and its mirror image
     training_data: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     command: str = ""
@@ -71,6 +72,7 @@ class ModelMetadata:
                 input_size=(height, width),
                 preprocessing=prep,
                 architecture=str(data.get("architecture", "")),
+                flip_tta=bool(data.get("flip_tta", False)),
                 training_data=dict(data.get("training_data", {})),
                 metrics=dict(data.get("metrics", {})),
                 command=str(data.get("command", "")),
@@ -99,6 +101,8 @@ def save_model(model, metadata: ModelMetadata, path: str | os.PathLike) -> Path:
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".keras")
     os.close(fd)
     try:
+        if getattr(model, "optimizer", None) is not None:
+            model = _without_training_state(model)
         model.save(tmp_name)
         with zipfile.ZipFile(tmp_name, "a") as archive:
             archive.writestr(METADATA_ENTRY, metadata.to_json())
@@ -110,6 +114,13 @@ def save_model(model, metadata: ModelMetadata, path: str | os.PathLike) -> Path:
     return path
 
 
+def _without_training_state(model):
+    """An uncompiled copy with the same weights: the file carries no optimizer state (a third of the size)."""
+    copy = type(model).from_config(model.get_config())  # clone_model would compile the copy like the original
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def read_metadata(path: str | os.PathLike) -> ModelMetadata:
     """Read only the metadata of a model file (cheap: no TensorFlow)."""
     path = Path(path)
@@ -118,7 +129,7 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
     if path.is_dir():
         raise ModelLoadError(f"{path} is a folder, not a .keras model file.")
     if not zipfile.is_zipfile(path):
-        raise ModelLoadError(f"{path.name} is not a Keras .keras model file (not a zip archive).")
+        raise ModelLoadError(f"{path.name} is not a Keras .keras model file (not a complete zip archive).")
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
@@ -129,11 +140,14 @@ def read_metadata(path: str | os.PathLike) -> ModelMetadata:
                     f"{path.name} is a Keras model but not a fer-realtime model (no {METADATA_ENTRY} metadata)."
                 )
             data = json.loads(archive.read(METADATA_ENTRY))
-    except (zipfile.BadZipFile, json.JSONDecodeError, OSError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:  # ValueError: JSON or text-encoding errors
         raise ModelLoadError(f"{path.name} could not be read as a model file ({exc}).") from exc
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path.name} has malformed fer-realtime metadata.")
-    return ModelMetadata.from_dict(data)
+    try:
+        return ModelMetadata.from_dict(data)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{path.name}: {exc}") from exc.__cause__
 
 
 def load_model(path: str | os.PathLike | None = None) -> LoadedModel:
@@ -148,7 +162,7 @@ def load_model(path: str | os.PathLike | None = None) -> LoadedModel:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "safe_mode" in reason or "Lambda" in reason:
             reason = "it contains a Lambda layer or other code that safe mode refuses to run"
-        raise ModelLoadError(f"{path.name} could not be loaded as a Keras model: {reason[:300]}") from exc
+        raise ModelLoadError(f"{path.name} could not be loaded as a Keras model: {reason[:300].rstrip('.')}.") from exc
     height, width = metadata.input_size
     expected_in = (height, width, metadata.channels)
     in_shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None

@@ -24,19 +24,29 @@ class CNNConfig:
     dropout: float = 0.4
     l2: float = 1e-4
     augment: bool = True
+    photometric: float = 0.0  # random brightness and contrast factor (0: off); inputs are in [0, 1]
+    erasing: float = 0.0  # probability of erasing a random rectangle of 2-20 % of the face (0: off)
 
 
-def augmentation_block(name: str = "augment") -> keras.Sequential:
-    """Random flips, shifts, small rotations and zoom; active only while training, identity at inference."""
-    return keras.Sequential(
-        [
-            layers.RandomFlip("horizontal"),
-            layers.RandomTranslation(0.1, 0.1, fill_mode="nearest"),
-            layers.RandomRotation(0.05, fill_mode="nearest"),
-            layers.RandomZoom((-0.1, 0.1), fill_mode="nearest"),
-        ],
-        name=name,
-    )
+def augmentation_block(name: str = "augment", photometric: float = 0.0, erasing: float = 0.0) -> keras.Sequential:
+    """Random flips, shifts, small rotations and zoom, optionally brightness/contrast and erasing.
+
+    Active only while training; identity at inference. Inputs are expected in [0, 1].
+    """
+    steps = [
+        layers.RandomFlip("horizontal"),
+        layers.RandomTranslation(0.1, 0.1, fill_mode="nearest"),
+        layers.RandomRotation(0.05, fill_mode="nearest"),
+        layers.RandomZoom((-0.1, 0.1), fill_mode="nearest"),
+    ]
+    if photometric:
+        steps += [
+            layers.RandomBrightness(photometric, value_range=(0.0, 1.0)),
+            layers.RandomContrast(photometric, value_range=(0.0, 1.0)),
+        ]
+    if erasing:
+        steps.append(layers.RandomErasing(factor=erasing, scale=(0.02, 0.2), value_range=(0.0, 1.0)))
+    return keras.Sequential(steps, name=name)
 
 
 def build_cnn(config: CNNConfig = CNNConfig()) -> keras.Model:
@@ -45,7 +55,7 @@ def build_cnn(config: CNNConfig = CNNConfig()) -> keras.Model:
         raise ValueError("stage_filters and convs_per_stage must have the same length")
     regularizer = keras.regularizers.L2(config.l2) if config.l2 else None
     inputs = keras.Input(shape=config.input_shape, name="face")
-    x = augmentation_block()(inputs) if config.augment else inputs
+    x = augmentation_block(photometric=config.photometric, erasing=config.erasing)(inputs) if config.augment else inputs
     for stage, (filters, convs) in enumerate(zip(config.stage_filters, config.convs_per_stage), start=1):
         for i in range(convs):
             x = layers.Conv2D(

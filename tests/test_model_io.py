@@ -83,3 +83,23 @@ def test_bad_metadata(tmp_path):
             dst.writestr(item, data)
     with pytest.raises(ModelLoadError, match="metadata is invalid"):
         load_model(bad)
+
+
+def test_flip_setting_round_trips_and_training_state_is_not_saved(tmp_path):
+    import zipfile
+
+    import keras
+
+    from fer_realtime.model_io import ModelMetadata, load_model, save_model
+    from helpers import tiny_model
+
+    model = tiny_model()
+    model.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy")
+    model.fit(np.zeros((4, 48, 48, 1), np.float32), np.arange(4), epochs=1, verbose=0)  # optimizer has state now
+    path = save_model(model, ModelMetadata(flip_tta=True), tmp_path / "m.keras")
+    loaded = load_model(path)
+    assert loaded.metadata.flip_tta is True
+    with zipfile.ZipFile(path) as archive:
+        assert "optimizer" not in archive.read("config.json").decode()
+    x = np.random.default_rng(0).random((2, 48, 48, 1), dtype=np.float32)
+    np.testing.assert_allclose(loaded.model(x, training=False), model(x, training=False), atol=1e-6)
