@@ -13,32 +13,51 @@ from .atomic import write_bytes_atomic, write_json_atomic
 from .errors import FerError
 
 
+def _check_training_numbers(args) -> None:
+    for option, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise FerError(f"{option} must be at least 1, got {value}.")
+    if not args.learning_rate > 0:
+        raise FerError(f"--learning-rate must be above 0, got {args.learning_rate}.")
+
+
 def cmd_train(args) -> int:
+    _check_training_numbers(args)
     if args.arch != "cnn" or args.pca is not None:
         return _train_with_experiment(args)
-    from .datasets import load_dataset, train_heldout_split
-    from .evaluation import evaluate_predictions
-    from .model_io import save_model
-    from .preprocessing import normalize
-    from .training import TrainConfig, predict_classes, train_classifier
+    import numpy as np
 
+    from .datasets import load_dataset, train_heldout_split
+    from .engine import InferenceEngine
+    from .evaluation import evaluate_predictions
+    from .model_io import LoadedModel, save_model
+    from .preprocessing import normalize
+    from .training import recipe_config, train_classifier
+
+    if Path(args.out).suffix != ".keras" or Path(args.out).is_dir():  # checked before hours of training
+        raise FerError(f"--out {args.out} must be a file name ending in .keras.")
     dataset = load_dataset(args.data, cache_dir=args.cache_dir)
     train, heldout, heldout_name = train_heldout_split(dataset)
-    config = TrainConfig(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                         learning_rate=args.learning_rate, augment=not args.no_augment)
+    config = recipe_config(args.recipe, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
+                           seed=args.seed, learning_rate=args.learning_rate, augment=not args.no_augment)
     out = Path(args.out)
     checkpoints = Path(args.checkpoints) if args.checkpoints else out.with_suffix("").with_name(out.stem + "-checkpoints")
     print(f"training {config.arch} on {len(train)} images from {dataset.source}; held-out: {heldout_name}; "
           f"checkpoints in {checkpoints}", flush=True)
     result = train_classifier(train, config, checkpoints, verbose=2 if args.verbose else 0)
 
+    # Held-out figures come from the same engine `evaluate` uses (flip averaging included when chosen).
+    engine = InferenceEngine(LoadedModel(model=result.model, metadata=result.metadata, path=out))
     x_held = normalize(heldout.images, result.metadata.preprocessing)
-    report = evaluate_predictions(heldout.labels, predict_classes(result.model, x_held), heldout.classes)
+    predicted = np.concatenate([engine.predict(x_held[i : i + 256]).argmax(axis=1) for i in range(0, len(x_held), 256)])
+    report = evaluate_predictions(heldout.labels, predicted, heldout.classes)
     command = "python -m fer_realtime " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     metrics = {
         "heldout_data": heldout_name,
         "heldout": report.to_dict(),
         "selection_accuracy": result.selection_report.accuracy,
+        "flip_tta": result.metadata.flip_tta,
+        "selection_metrics": result.metadata.metrics,
         "train_data": dataset.source,
         "train_seconds_this_run": round(result.seconds, 1),
         "epochs": config.epochs,
@@ -49,7 +68,7 @@ def cmd_train(args) -> int:
         training_data={**result.metadata.training_data, "train_data": dataset.source},
         metrics={"heldout_accuracy": report.accuracy, "heldout_data": heldout_name,
                  "per_class_recall": {c: v["recall"] for c, v in report.per_class.items()},
-                 "selection_accuracy": result.selection_report.accuracy},
+                 **result.metadata.metrics},
         command=command,
     )
     save_model(result.model, metadata, out)
@@ -88,6 +107,7 @@ def _face_dict(face) -> dict:
 
 
 def cmd_predict(args) -> int:
+    from .detection import still_image_options
     from .drawing import draw_faces
     from .images import read_image
     from .recognizer import EmotionRecognizer
@@ -96,8 +116,11 @@ def cmd_predict(args) -> int:
     if out_dir is not None:
         if out_dir.exists() and not out_dir.is_dir():
             raise FerError(f"--out {out_dir} is a file; give a folder for the annotated images.")
-        out_dir.mkdir(parents=True, exist_ok=True)
-    recognizer = EmotionRecognizer(detector=args.detector, model=args.model)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FerError(f"--out {out_dir}: the folder cannot be created ({exc.strerror}).") from None
+    recognizer = EmotionRecognizer(detector=still_image_options(args.detector), model=args.model)
     results, failed, used_names = [], 0, set()
     for image_arg in args.images:
         path = Path(image_arg)
@@ -134,6 +157,8 @@ def cmd_evaluate(args) -> int:
     from .preprocessing import normalize
     from .recognizer import get_engine
 
+    if args.batch_size < 1:
+        raise FerError(f"--batch-size must be at least 1, got {args.batch_size}.")
     engine = get_engine(args.model)
     meta = engine.metadata
     height, width = meta.input_size
@@ -208,6 +233,7 @@ def _train_with_experiment(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    _check_training_numbers(args)
     archs = [a.strip() for a in args.archs.split(",") if a.strip()]
     config = _experiment_config(args, archs)
     out_dir = Path(args.out)
@@ -245,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on a dataset of class folders")
     p.add_argument("--data", required=True, help="folder of class folders, or a root with train/ and val/")
     p.add_argument("--arch", default="cnn", choices=["cnn", "rnn", "transfer"])
-    _add_training_options(p, epochs=30)
+    p.add_argument("--recipe", default="v2", choices=["v1", "v2"],
+                   help="cnn: the training recipe (fer_realtime.training.RECIPES); v1 made the first shipped model")
+    _add_training_options(p, epochs=40)
     p.add_argument("--out", default="models/model.keras")
     p.add_argument("--checkpoints", default=None, help="checkpoint folder (resumes an interrupted run)")
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "fer-realtime"))
@@ -258,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(p, epochs=10)
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the models, chart PNG and history")
     p.set_defaults(func=cmd_compare)
+
+    from .cli_media import add_media_commands
+
+    add_media_commands(sub)
     return parser
 
 
@@ -281,6 +313,10 @@ def main(argv=None) -> int:
         return args.func(args)
     except FerError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file or folder that cannot be read or written (permissions, disk full)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -56,15 +56,15 @@ def crop_faces(frame_bgr: np.ndarray, boxes: Sequence[Box], metadata: ModelMetad
     batch = np.empty((len(boxes), height, width, metadata.channels), dtype=np.float32)
     if not boxes:
         return batch
-    converted = to_model_color(frame_bgr, prep.color)
-    frame_h, frame_w = converted.shape[:2]
+    frame_h, frame_w = frame_bgr.shape[:2]
     interpolation = _INTERPOLATION.get(prep.interpolation, cv2.INTER_AREA)
     crops = []
     for box in boxes:
         x, y, w, h = expand_box(box, prep.crop_margin, frame_w, frame_h)
-        crop = converted[y : y + h, x : x + w]
-        if crop.size == 0:
-            crop = np.zeros((height, width) + converted.shape[2:], dtype=converted.dtype)
+        # Colour conversion per crop, not per frame: faces are a small part of a video frame.
+        crop = to_model_color(np.ascontiguousarray(frame_bgr[y : y + h, x : x + w]), prep.color) if w and h else None
+        if crop is None or crop.size == 0:
+            crop = np.zeros((height, width) if prep.color == "grayscale" else (height, width, 3), dtype=np.uint8)
         # INTER_AREA is for shrinking; enlarging small faces with it degenerates to nearest-neighbour.
         interp = interpolation if (w >= width and h >= height) or interpolation != cv2.INTER_AREA else cv2.INTER_LINEAR
         crops.append(cv2.resize(crop, (width, height), interpolation=interp))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 Box = tuple[int, int, int, int]
+DETECTED, PREDICTED, COASTED = "detected", "predicted", "coasted"  # where a box fed to FaceTracker.update came from
 
 
 def iou(a: Box, b: Box) -> float:
@@ -26,6 +27,20 @@ class Track:
     probabilities: np.ndarray
     missed: int = 0
     age: int = 1
+    velocity: tuple[float, float] = (0.0, 0.0)  # box centre motion in pixels per frame, from detections
+    frames_since_detection: int = 0
+    detected_box: Box | None = None  # the last box that came from the detector
+
+    def __post_init__(self):
+        if self.detected_box is None:
+            self.detected_box = self.box
+
+    def predicted_box(self, width: int, height: int) -> Box:
+        """The box moved one frame further at its velocity, kept inside a width x height frame."""
+        x, y, w, h = self.box
+        x = int(round(min(max(x + self.velocity[0], 0), max(0, width - w))))
+        y = int(round(min(max(y + self.velocity[1], 0), max(0, height - h))))
+        return x, y, w, h
 
 
 @dataclass
@@ -42,8 +57,14 @@ class FaceTracker:
     tracks: list[Track] = field(default_factory=list)
     _next_id: int = 1
 
-    def update(self, boxes: list[Box], probabilities: np.ndarray) -> list[Track]:
-        """Feed one frame's detections; returns the track of each detection, in the same order."""
+    def update(self, boxes: list[Box], probabilities: np.ndarray, kinds=None) -> list[Track]:
+        """Feed one frame's boxes; returns the track of each box, in the same order.
+
+        `kinds` says where each box came from (default: all DETECTED). PREDICTED boxes (frames without detection)
+        and COASTED boxes (an established face the detector missed in this frame) move their track and update
+        its probabilities but not its velocity; a coasted track also counts the frame as missed.
+        """
+        kinds = [DETECTED] * len(boxes) if kinds is None else list(kinds)
         pairs = sorted(
             ((iou(t.box, b), ti, bi) for ti, t in enumerate(self.tracks) for bi, b in enumerate(boxes)),
             reverse=True,
@@ -56,9 +77,21 @@ class FaceTracker:
             if ti in used_tracks or bi in assigned:
                 continue
             track = self.tracks[ti]
+            track.frames_since_detection += 1
+            if kinds[bi] == DETECTED:
+                old, new, steps = track.detected_box, boxes[bi], track.frames_since_detection
+                vx = (new[0] + new[2] / 2 - old[0] - old[2] / 2) / steps
+                vy = (new[1] + new[3] / 2 - old[1] - old[3] / 2) / steps
+                # Half-and-half with the previous estimate: detector jitter would otherwise shake predicted boxes.
+                track.velocity = (0.5 * (track.velocity[0] + vx), 0.5 * (track.velocity[1] + vy))
+                track.detected_box = new
+                track.frames_since_detection = 0
             track.box = boxes[bi]
             track.probabilities = self.smoothing * track.probabilities + (1 - self.smoothing) * probabilities[bi]
-            track.missed = 0
+            if kinds[bi] == DETECTED:
+                track.missed = 0
+            elif kinds[bi] == COASTED:
+                track.missed += 1
             track.age += 1
             assigned[bi] = track
             used_tracks.add(ti)

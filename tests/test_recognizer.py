@@ -71,4 +71,7 @@ def test_video_mode_keeps_ids_and_draws(recognizer):
     stats = processor.stats()
     assert stats.frames == 4 and stats.faces == 4 and stats.ms_median > 0
     processor.process(np.zeros_like(frame))
-    assert processor.stats().faces == 0
+    assert processor.stats().faces == 4  # established faces are carried through a frame the detector misses...
+    for _ in range(processor.coast_frames):
+        processor.process(np.zeros_like(frame))
+    assert processor.stats().faces == 0  # ...for coast_frames frames at most

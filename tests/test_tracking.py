@@ -39,3 +39,25 @@ def test_face_that_leaves_loses_its_track():
     assert tracker.tracks == []
     (again,) = tracker.update([(100, 100, 80, 80)], np.array([onehot(0)]))
     assert again.track_id != first.track_id
+
+
+def test_velocity_comes_from_detections_and_predicts_the_next_box():
+    tracker = FaceTracker()
+    tracker.update([(100, 100, 80, 80)], np.array([onehot(3)]))
+    (track,) = tracker.update([(110, 104, 80, 80)], np.array([onehot(3)]))
+    assert track.velocity == (5.0, 2.0)  # half of the measured (10, 4): the first estimate averages with zero
+    assert track.predicted_box(640, 480) == (115, 106, 80, 80)
+    # Predicted boxes fed back (no detection) move the track but do not change its velocity...
+    (track,) = tracker.update([track.predicted_box(640, 480)], np.array([onehot(3)]), kinds=["predicted"])
+    assert track.velocity == (5.0, 2.0) and track.box == (115, 106, 80, 80)
+    # ...and the next detection measures motion from the last detected box over both frames.
+    (track,) = tracker.update([(130, 112, 80, 80)], np.array([onehot(3)]))
+    assert track.velocity == (0.5 * (5 + 10), 0.5 * (2 + 4))
+
+
+def test_predicted_box_stays_inside_the_frame():
+    tracker = FaceTracker()
+    tracker.update([(500, 10, 100, 100)], np.array([onehot(0)]))
+    (track,) = tracker.update([(540, 0, 100, 100)], np.array([onehot(0)]))
+    x, y, w, h = track.predicted_box(640, 480)
+    assert x + w <= 640 and y >= 0

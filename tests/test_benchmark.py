@@ -1,0 +1,51 @@
+import json
+
+import numpy as np
+import pytest
+
+from fer_realtime.benchmark import (
+    BenchFrame, count_found, format_rows, load_face_crops, make_frames, make_sequence, run_benchmark,
+)
+from fer_realtime.cli import main
+from helpers import write_class_folders
+
+
+@pytest.fixture(scope="module")
+def faces_dir(tmp_path_factory):
+    return write_class_folders(tmp_path_factory.mktemp("faces"), {"happy": 6, "sad": 6}, size=(48, 48))
+
+
+def test_frames_hold_the_requested_faces_inside_the_frame(faces_dir):
+    crops = load_face_crops(faces_dir)
+    assert len(crops) == 12
+    for faces in (1, 4):
+        for frame in make_frames(crops, faces, 5) + make_sequence(crops, faces, 5):
+            assert frame.image.shape == (480, 640, 3) and len(frame.faces) == faces
+            for x, y, w, h in frame.faces:
+                assert 110 <= w == h <= 170 and x >= 0 and y >= 0 and x + w <= 640 and y + h <= 480
+    moving = make_sequence(crops, 1, 30)
+    steps = [abs(a.faces[0][0] - b.faces[0][0]) for a, b in zip(moving, moving[1:])]
+    assert 0 < max(steps) <= 10  # faces drift a few pixels per frame, as in a video
+
+
+def test_count_found_matches_each_face_once():
+    truth = ((100, 100, 100, 100), (300, 100, 100, 100))
+    assert count_found(truth, [(105, 95, 100, 110)]) == 1
+    assert count_found(truth, [(105, 95, 100, 110), (110, 100, 90, 90)]) == 1  # two boxes, same face
+    assert count_found(truth, [(0, 0, 640, 480)]) == 0  # one box over everything finds nothing
+    assert count_found(truth, [(300, 100, 100, 100), (100, 100, 100, 100)]) == 2
+
+
+def test_benchmark_rows_and_cli(faces_dir, capsys):
+    rows = run_benchmark(faces_dir, detectors=("mediapipe",), runs=3, video_frames=4, batches=(1, 4))
+    assert [(r.mode, r.faces) for r in rows] == [("analyze", 1), ("video", 1), ("analyze", 4), ("video", 4),
+                                                ("model", 1), ("model", 4)]
+    for r in rows:
+        assert 0 < r.p50_ms <= r.p90_ms and r.fps > 0 and 0 <= r.found <= r.present
+    assert rows[0].present == 3 and rows[3].present == 16
+    assert "ms/face" in format_rows(rows)
+    assert main(["bench", "--data", str(faces_dir), "--detectors", "mediapipe", "--runs", "2",
+                 "--video-frames", "3", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["device"] and {r["mode"] for r in report["rows"]} == {"analyze", "video", "model"}
+    assert main(["bench", "--data", str(faces_dir), "--detectors", "nope"]) == 2
