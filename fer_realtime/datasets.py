@@ -19,13 +19,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import DatasetError
+from .errors import DatasetError, ImageReadError
+from .images import MAX_FILE_BYTES, image_size
 from .labels import EMOTIONS, canonical_emotion
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm"}
 SPLIT_ORDER = ("train", "val", "test")
 MAX_UNZIPPED_BYTES = 2 * 1024**3
 MAX_ZIP_MEMBERS = 200_000
+MAX_UPLOAD_BYTES = 1024**3  # all files of one dataset upload together
 
 
 @dataclass
@@ -94,7 +96,7 @@ def load_class_folders(
             for path in sorted(folder.iterdir()):
                 if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
                     continue
-                image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+                image = _read_gray(path)
                 if image is None:
                     unreadable.append(str(path))
                     continue
@@ -115,6 +117,19 @@ def load_class_folders(
     )
 
 
+def _read_gray(path: Path) -> np.ndarray | None:
+    """One image as grayscale, or None if unreadable, too large, or its header declares a bomb-sized image
+    (checked before decoding)."""
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return None
+        data = path.read_bytes()
+        image_size(data, path.name)
+        return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    except (OSError, ImageReadError, cv2.error):
+        return None
+
+
 def load_class_folders_cached(root: str | os.PathLike, cache_dir: str | os.PathLike, size=(48, 48)) -> FaceArrays:
     """load_class_folders, memoised in an .npz keyed by the folder's file listing (decoding 30k JPEGs takes a while)."""
     root = Path(root).resolve()
@@ -132,10 +147,14 @@ def load_class_folders_cached(root: str | os.PathLike, cache_dir: str | os.PathL
     fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npz")
     os.close(fd)
     resized = np.asarray([(h, w, n) for (h, w), n in arrays.resized_from.items()], dtype=np.int64).reshape(-1, 3)
-    np.savez(tmp, images=arrays.images, labels=arrays.labels, classes=np.asarray(arrays.classes),
-             skipped=np.asarray(arrays.skipped_folders, dtype=str),
-             unreadable=np.asarray(arrays.unreadable_files, dtype=str), resized=resized)
-    os.replace(tmp, cache)
+    try:
+        np.savez(tmp, images=arrays.images, labels=arrays.labels, classes=np.asarray(arrays.classes),
+                 skipped=np.asarray(arrays.skipped_folders, dtype=str),
+                 unreadable=np.asarray(arrays.unreadable_files, dtype=str), resized=resized)
+        os.replace(tmp, cache)
+    except BaseException:  # no half-written cache file is left behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return arrays
 
 
@@ -732,6 +751,12 @@ def load_uploaded_dataset(
     files named X… and Y…. They are stored in a fresh folder under `workdir` (kept: the Dataset's source points
     there); on any error that folder is removed and the message names the uploaded files."""
     kind = _upload_kind(files)
+    total = sum(len(content) for _, content in files)
+    if total > MAX_UPLOAD_BYTES:
+        names = ", ".join(Path(name).name for name, _ in files)
+        raise DatasetError(
+            f"The upload ({names}) is {total / 2**20:.0f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB."
+        )
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="upload-", dir=workdir))

@@ -18,6 +18,15 @@ IMAGE_TYPES = ("jpg", "jpeg", "png", "webp", "bmp")
 
 def decode_image(data: bytes, name: str = "image") -> np.ndarray:
     """Decode image bytes into an HxWx3 uint8 BGR array, or raise ImageReadError with one clear sentence."""
+    return _open_checked(data, name, decode=True)
+
+
+def image_size(data: bytes, name: str = "image") -> tuple[int, int]:
+    """(width, height) from the image's header alone, no pixel decoded, after the same checks as decode_image."""
+    return _open_checked(data, name, decode=False)
+
+
+def _open_checked(data: bytes, name: str, decode: bool):
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if len(data) == 0:
@@ -35,6 +44,8 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
                     )
                 if width < 1 or height < 1:
                     raise ImageReadError(f"{name} has no pixels.")
+                if not decode:
+                    return width, height
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 return _to_bgr(img)

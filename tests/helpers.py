@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zipfile
+import zlib
 from pathlib import Path
 
 import cv2
@@ -15,6 +19,23 @@ def astronaut_bgr() -> np.ndarray:
     from skimage import data
 
     return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+def encode(img, fmt: str, **kw) -> bytes:
+    """A PIL image encoded as `fmt` (PNG, JPEG, ...)."""
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A tiny but well-formed PNG whose header claims width x height pixels (a decompression bomb's header)."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def box_iou(a, b) -> float:
@@ -56,3 +77,12 @@ def write_class_folders(root: Path, per_class: dict[str, int], size=(48, 48), se
             img += rng.normal(0, 8, img.shape)
             cv2.imwrite(str(folder / f"{name}_{i:03d}.png"), np.clip(img, 0, 255).astype(np.uint8))
     return root
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    """A zip archive (in memory) holding `members` (name -> content)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()

@@ -5,7 +5,6 @@ All fixtures are generated into tmp_path (7 classes x a few images); nothing her
 
 import io
 import pickle
-import zipfile
 
 import cv2
 import numpy as np
@@ -24,6 +23,7 @@ from fer_realtime.datasets import (
 )
 from fer_realtime.errors import DatasetError
 from fer_realtime.labels import EMOTIONS
+from helpers import zip_bytes
 
 
 def faces(per_class=3, size=(48, 48), seed=0, classes=range(7)):
@@ -52,14 +52,6 @@ def write_folders(root, counts: dict[str, int], size=(48, 48), seed=0):
 
 
 ALL_CLASSES = {name: 3 for name in EMOTIONS}
-
-
-def zip_bytes(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, content in members.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
 
 
 def png(value=128, size=(48, 48)) -> bytes:

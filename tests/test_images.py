@@ -1,19 +1,10 @@
-import io
-import struct
-import zlib
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from fer_realtime.errors import ImageReadError
 from fer_realtime.images import decode_image, read_image
-
-
-def encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
+from helpers import encode, png_header
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "BMP"])
@@ -47,14 +38,6 @@ def test_jpeg_with_wrong_extension_is_read(tmp_path):
     path = tmp_path / "photo.gif"
     path.write_bytes(encode(Image.fromarray(np.zeros((10, 10, 3), np.uint8)), "JPEG"))
     assert read_image(path).shape == (10, 10, 3)
-
-
-def png_header(width: int, height: int) -> bytes:
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 @pytest.mark.parametrize(
