@@ -17,6 +17,9 @@ import json
 import logging
 import os
 import queue
+import re
+import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -112,6 +115,25 @@ def _mtime(path: str) -> float:
         return 0.0
 
 
+@st.cache_resource(show_spinner="Starting TensorFlow…")
+def ml_runtime() -> bool:
+    """Import TensorFlow (through Keras) and MediaPipe once per process, one thread at a time.
+
+    Two threads importing TensorFlow at once deadlock or register its ops twice, and then every model load of
+    this server process fails. That happens without this: a click during the first, slow import makes Streamlit
+    start the page again in a new thread while the old run is still importing (and so do two first visitors).
+    The cache's lock makes later callers wait for the first; streamlit_webrtc was imported before, as it must be.
+    """
+    ready = True
+    for module in ("keras", "mediapipe"):  # keras imports TensorFlow
+        try:
+            __import__(module)
+        except Exception:  # the model loader or the detector check then says, in one sentence, what fails
+            logger.exception("importing %s failed", module)
+            ready = False
+    return ready
+
+
 @st.cache_resource(show_spinner="Loading the model…")
 def load_engine(path: str, mtime: float):
     """The model's inference engine, loaded once per process and file version and shared by every session."""
@@ -136,10 +158,98 @@ def detector_problem(name: str) -> str | None:
     return None
 
 
-def make_recognizer(detector: str, model_path: str):
+def make_recognizer(detector: str, model_path: str, still_images: bool = False):
+    """A recognizer with a detector of its own; `still_images`: detection options for photos (see detection)."""
+    from fer_realtime.detection import still_image_options
     from fer_realtime.recognizer import EmotionRecognizer
 
-    return EmotionRecognizer(detector=detector, model=model_path)
+    return EmotionRecognizer(detector=still_image_options(detector) if still_images else detector, model=model_path)
+
+
+def _safe_file_name(name: str, suffix: str) -> str:
+    """An uploaded file's base name, kept to letters, digits, '.', '-' and '_', not hidden, ending in `suffix`."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).lstrip("._")
+    if not base.lower().endswith(suffix):
+        base = f"{base or 'upload'}{suffix}"
+    return base
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Model upload: a .keras file is loaded (safe mode) before it is written into the models folder and selectable
+# --------------------------------------------------------------------------------------------------------------
+
+MAX_MODEL_MB = 100  # per uploaded model file (MiB, as Streamlit's uploader counts)
+MODEL_UPLOAD_NOTE = "model_upload_note"  # (the upload's file id, "success" | "error", one sentence)
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def _model_target(name: str, data: bytes) -> Path:
+    """Where an uploaded model goes: models/NAME, or NAME-2, NAME-3… when a different file has that name."""
+    target, number = MODELS_DIR / name, 1
+    while target.exists() and not _same_bytes(target, data):
+        number += 1
+        target = MODELS_DIR / f"{Path(name).stem}-{number}.keras"
+    return target
+
+
+def add_uploaded_model(name: str, data: bytes) -> Path:
+    """Check an uploaded model by loading it in Keras safe mode from a scratch folder (removed afterwards); if it
+    is a usable fer-realtime model, write it atomically into the models folder. Raises ModelLoadError otherwise."""
+    from fer_realtime.atomic import write_bytes_atomic
+    from fer_realtime.model_io import load_model
+
+    if len(data) > MAX_MODEL_MB * 2**20:
+        raise ModelLoadError(f"{name} is {len(data) / 2**20:.0f} MB; uploaded models are limited to {MAX_MODEL_MB} MB.")
+    UPLOADS_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".model-", dir=UPLOADS_DIR) as scratch:
+        candidate = Path(scratch) / name  # the user's file name, so that errors name it
+        candidate.write_bytes(data)
+        load_model(candidate)  # safe mode; the network must match its metadata (input size, class count)
+    target = _model_target(name, data)
+    if not target.exists():
+        write_bytes_atomic(target, data)
+    return target
+
+
+def _on_model_upload() -> None:
+    """The model uploader's on_change: runs before the page, so a good model is selected in the list at once."""
+    uploaded = st.session_state.get("model_upload")
+    if uploaded is None:
+        st.session_state.pop(MODEL_UPLOAD_NOTE, None)
+        return
+    name = _safe_file_name(uploaded.name, ".keras")
+    ml_runtime()  # callbacks run before the page: TensorFlow may not have been imported yet
+    try:
+        path = add_uploaded_model(name, uploaded.getvalue())
+    except FerError as exc:
+        note = ("error", str(exc))
+    except OSError as exc:
+        note = ("error", f"{name} could not be saved in {MODELS_LABEL} ({exc.strerror or exc}).")
+    except Exception as exc:  # an unforeseen loader failure: still one sentence
+        logger.exception("checking the uploaded model %s failed", name)
+        note = ("error", f"{name} could not be checked as a model ({type(exc).__name__}).")
+    else:
+        st.session_state["model"] = str(path)
+        note = ("success", f"{name} loads as a fer-realtime model: added as {MODELS_LABEL}/{path.name} and selected.")
+    st.session_state[MODEL_UPLOAD_NOTE] = (uploaded.file_id, *note)
+
+
+def model_upload_section() -> None:
+    uploaded = st.file_uploader(
+        "Add a model (.keras)", type=["keras"], key="model_upload", on_change=_on_model_upload,
+        max_upload_size=MAX_MODEL_MB,
+        help=f"A fer-realtime model file (up to {MAX_MODEL_MB} MB). It is loaded in Keras safe mode first; if it "
+        f"loads, it is saved in {MODELS_LABEL} and selected above.",
+    )
+    note = st.session_state.get(MODEL_UPLOAD_NOTE)
+    if uploaded is not None and note is not None and note[0] == uploaded.file_id:
+        (st.success if note[1] == "success" else st.error)(note[2])
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -152,12 +262,13 @@ class LiveUpdate(NamedTuple):
 
     faces: tuple  # FaceResult, smoothed per track
     fps: float
-    ms: float  # median processing time per frame
+    ms: float  # median processing time per frame (over the recent frames)
     frames: int
     device: str
     detector: str
     model: str  # the model file's name
     error: str | None = None  # set when the frame could not be processed (the raw frame was sent back)
+    ms_p90: float = 0.0  # 90th percentile of the processing time per frame (as `fer-realtime bench` reports)
 
 
 class LiveSession:
@@ -245,7 +356,7 @@ class LiveSession:
             self._logged_error = None
         self.publish(
             LiveUpdate(tuple(result.faces), stats.fps, stats.ms_median, stats.frames,
-                       processor.recognizer.device, detector, Path(model_path).name)
+                       processor.recognizer.device, detector, Path(model_path).name, ms_p90=stats.ms_p90)
         )
         return av.VideoFrame.from_ndarray(result.image, format="bgr24")
 
@@ -328,7 +439,7 @@ def photos_section(detector: str, entry: ModelEntry | None) -> None:
     if cached is None or cached[0] != key:
         if cached is not None:
             cached[1].close()
-        st.session_state["photo_recognizer"] = (key, make_recognizer(detector, entry.path))
+        st.session_state["photo_recognizer"] = (key, make_recognizer(detector, entry.path, still_images=True))
     recognizer = st.session_state["photo_recognizer"][1]
     previous = st.session_state.get("photo_results", {})
     results = st.session_state["photo_results"] = {}  # only the photos uploaded now are kept
@@ -356,6 +467,225 @@ def photos_section(detector: str, entry: ModelEntry | None) -> None:
                 f"**Face {number}** at ({x}, {y}), {w}×{h} px: **{face.label}** {face.confidence:.0%}"
             )
             st.altair_chart(probability_chart(face.scores), width="stretch")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Video tab: every frame of an uploaded video through the live frame processor; emotions over time, an annotated
+# copy and the per-face timeline. Files live in a folder of their own under the uploads folder.
+# --------------------------------------------------------------------------------------------------------------
+
+VIDEO_TYPES = ("mp4", "mov", "avi", "mkv", "webm", "m4v")
+MAX_VIDEO_MB = 200  # per uploaded video (MiB, as Streamlit's uploader counts)
+VIDEO_KEEP_S = 24 * 3600  # result folders of sessions that ended are removed after a day
+
+
+class VideoResult(NamedTuple):
+    key: tuple  # (upload file id, detector, model path, model mtime)
+    name: str  # the uploaded file's name
+    folder: str  # holds timeline.csv and annotated.webm
+    frames: int
+    faces: int  # face rows in the timeline
+    length_s: float
+    processing_fps: float
+    detector: str
+    model: str  # the model file's name
+    shares: object  # pandas DataFrame: mean probability per class per time bin, indexed by time_s
+
+    @property
+    def csv_path(self) -> Path:
+        return Path(self.folder) / "timeline.csv"
+
+    @property
+    def video_path(self) -> Path:
+        return Path(self.folder) / "annotated.webm"
+
+
+def _videos_dir() -> Path:
+    folder = UPLOADS_DIR / "videos"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _prune_old_videos(folder: Path) -> None:
+    cutoff = time.time() - VIDEO_KEEP_S
+    for child in folder.glob("video-*"):
+        try:
+            if child.is_dir() and child.stat().st_mtime < cutoff:
+                shutil.rmtree(child, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def emotion_shares(summary):
+    """The library's mean probability per class and time bin, as a DataFrame indexed by time_s. Bins of one
+    second, or of a few frames for a clip shorter than 30 s (about 30 points on its line)."""
+    import math
+
+    import pandas as pd
+
+    from fer_realtime.video_file import emotion_shares_over_time
+
+    fps, bin_seconds = summary.video_fps, 1.0
+    if summary.frames < 30 * fps:
+        bin_seconds = math.ceil(summary.frames / 30) / fps
+    data = emotion_shares_over_time(summary.timeline, summary.classes, fps, bin_seconds=bin_seconds)
+    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
+    return frame.set_index("time_s") if "time_s" in frame.columns else frame
+
+
+def process_uploaded_video(uploaded, detector: str, entry: ModelEntry, progress) -> VideoResult:
+    """Write the upload to a fresh folder, process it with a recognizer of its own (closed afterwards) and keep
+    the timeline CSV and the annotated WebM there. On any failure the folder is removed; FerError is one sentence.
+    `progress(done, total)` is called every few frames."""
+    from fer_realtime.video_file import process_video
+
+    name = _safe_file_name(uploaded.name, Path(uploaded.name).suffix.lower() or ".mp4")
+    videos = _videos_dir()
+    _prune_old_videos(videos)
+    folder = Path(tempfile.mkdtemp(prefix="video-", dir=videos))
+    try:
+        source = folder / name
+        uploaded.seek(0)
+        with open(source, "wb") as handle:
+            shutil.copyfileobj(uploaded, handle)
+        recognizer = make_recognizer(detector, entry.path)  # its own detector: detectors are not thread-safe
+        try:
+            summary = process_video(source, recognizer, csv_path=folder / "timeline.csv",
+                                    out_path=folder / "annotated.webm", progress=progress)
+        finally:
+            recognizer.close()
+        source.unlink()  # the upload itself is not needed any more
+        return VideoResult(
+            key=(uploaded.file_id, detector, entry.path, _mtime(entry.path)), name=uploaded.name, folder=str(folder),
+            frames=summary.frames, faces=summary.faces,
+            length_s=summary.frames / summary.video_fps if summary.video_fps else 0.0,
+            processing_fps=summary.processing_fps, detector=detector, model=Path(entry.path).name,
+            shares=emotion_shares(summary),
+        )
+    except BaseException:  # including Streamlit's rerun/stop: nothing half-written is left behind
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _drop_video_result() -> None:
+    result = st.session_state.pop("video_result", None)
+    if result is not None:
+        shutil.rmtree(result.folder, ignore_errors=True)
+
+
+def emotion_timeline_chart(shares):
+    import altair as alt
+
+    classes = [str(c) for c in shares.columns]
+    data = shares.reset_index().melt("time_s", var_name="emotion", value_name="probability")
+    return (
+        alt.Chart(data)
+        .mark_line(point=len(shares) <= 60)
+        .encode(
+            x=alt.X("time_s:Q", title="time (s)"),
+            y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"),
+                    title="mean probability over the faces"),
+            color=alt.Color(
+                "emotion:N",
+                scale=alt.Scale(domain=classes, range=[_hex(EMOTION_COLORS.get(c, (255, 255, 0))) for c in classes]),
+                legend=alt.Legend(orient="bottom", direction="horizontal", title=None),
+            ),
+            tooltip=[alt.Tooltip("time_s:Q", format=".2f", title="time (s)"), "emotion",
+                     alt.Tooltip("probability:Q", format=".1%")],
+        )
+        .properties(title="Emotions over time", height=320)
+    )
+
+
+def _file_bytes(path: Path):
+    """Download data read when the button is pressed (the annotated video can be large)."""
+    return lambda: path.read_bytes()
+
+
+def video_result_view(result: VideoResult) -> None:
+    cols = st.columns(4)
+    cols[0].metric("Frames", result.frames)
+    cols[1].metric("Video length", f"{result.length_s:.1f} s")
+    cols[2].metric("Processing frames/s", f"{result.processing_fps:.1f}")
+    cols[3].metric("Face detections", result.faces, help="Rows of the timeline: one per face per frame.")
+    st.caption(f"{result.name} · {result.detector} face detector · model {result.model}")
+    if result.faces:
+        st.altair_chart(emotion_timeline_chart(result.shares), width="stretch")
+    else:
+        st.info(f"No face found in {result.name}.")
+    if not (result.csv_path.is_file() and result.video_path.is_file()):
+        st.warning("The processed files are gone from the server (removed after a day); process the video again.")
+        return
+    st.video(str(result.video_path), format="video/webm")
+    stem = _safe_file_name(Path(result.name).stem, "") or "video"
+    cols = st.columns(2)
+    cols[0].download_button("Timeline (CSV)", _file_bytes(result.csv_path), file_name=f"{stem}-timeline.csv",
+                            mime="text/csv", key="video_download_csv", on_click="ignore", icon="⬇️")
+    cols[1].download_button("Annotated video (WebM)", _file_bytes(result.video_path),
+                            file_name=f"{stem}-annotated.webm", mime="video/webm", key="video_download_video",
+                            on_click="ignore", icon="⬇️")
+
+
+def _process_video_now(uploaded, detector: str, entry: ModelEntry) -> VideoResult | None:
+    if uploaded.size > MAX_VIDEO_MB * 2**20:
+        st.error(f"{uploaded.name} is {uploaded.size / 2**20:.0f} MB; videos are limited to {MAX_VIDEO_MB} MB.")
+        return None
+    bar = st.progress(0.0, text=f"Processing {uploaded.name}…")
+
+    def progress(done: int, total: int) -> None:
+        share = min(1.0, done / total) if total else 0.0
+        bar.progress(share, text=f"Processing {uploaded.name}: {done} of {total or '?'} frames")
+
+    try:
+        result = process_uploaded_video(uploaded, detector, entry, progress)
+        bar.empty()
+        return result
+    except FerError as exc:  # VideoFileError and the like: one sentence
+        bar.empty()
+        st.error(str(exc))
+    except OSError as exc:
+        bar.empty()
+        st.error(f"{uploaded.name} could not be stored on the server for processing ({exc.strerror or exc}).")
+    except Exception as exc:  # an unforeseen decoder failure: still one sentence, no traceback
+        bar.empty()
+        logger.exception("processing the video %s failed", uploaded.name)
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        st.error(f"{uploaded.name} could not be processed ({type(exc).__name__}: {first_line}).")
+    return None
+
+
+def video_tab(entry: ModelEntry | None, detector: str) -> None:
+    uploaded = st.file_uploader(
+        "Video file", type=list(VIDEO_TYPES), key="video_upload", max_upload_size=MAX_VIDEO_MB,
+        help=f"{', '.join(VIDEO_TYPES)}; up to {MAX_VIDEO_MB} MB. Every frame goes through the live view's "
+        "processing (faces tracked, labels smoothed).",
+    )
+    result = st.session_state.get("video_result")
+    if result is not None and (uploaded is None or result.key[0] != uploaded.file_id):
+        _drop_video_result()  # a different file, or none: its results go with it
+        result = None
+    if uploaded is None:
+        st.caption(f"Upload a video ({', '.join(VIDEO_TYPES)}; up to {MAX_VIDEO_MB} MB) to see its emotions over "
+                   "time, an annotated copy and a per-face timeline (CSV).")
+        return
+    if entry is None:
+        st.info("Choose a model that loads to process videos.")
+        return
+    key = (uploaded.file_id, detector, entry.path, _mtime(entry.path))
+    settings = f"the sidebar's {detector} face detector and model {Path(entry.path).name}"
+    if st.button("Process video" if result is None else "Process again", key="video_process", type="primary",
+                 help=f"Uses {settings}."):
+        new = _process_video_now(uploaded, detector, entry)
+        if new is not None:
+            _drop_video_result()
+            st.session_state["video_result"] = result = new
+    if result is None:
+        st.caption(f"Processing uses {settings}.")
+        return
+    if result.key != key:
+        st.caption(f"Processed with the {result.detector} detector and model {result.model}; press Process again "
+                   f"to use {settings}.")
+    video_result_view(result)
 
 
 def _percent(value, missing: str = "–") -> str:
@@ -1024,11 +1354,13 @@ def live_figures(update: LiveUpdate | None, waiting_since: float, idle_s: float 
     if update.error:
         st.error(f"A frame could not be processed, so it is shown unannotated: {update.error}")
         return
-    cols = st.columns(4)
+    cols = st.columns(3)  # the figures of `fer-realtime bench`, over the last 60 frames
     cols[0].metric("Frames/s", f"{update.fps:.1f}")
-    cols[1].metric("ms per frame", f"{update.ms:.0f}")
-    cols[2].metric("Faces", len(update.faces))
-    cols[3].metric("Device", update.device)
+    cols[1].metric("ms per frame", f"{update.ms:.0f}", help="Median over the last 60 frames.")
+    cols[2].metric("p90 ms", f"{update.ms_p90:.0f}", help="90 % of the last 60 frames took at most this long.")
+    cols = st.columns(3)
+    cols[0].metric("Faces", len(update.faces))
+    cols[1].metric("Device", update.device)
     st.caption(f"{update.detector} face detector · model {update.model} · {update.frames} frames processed")
     if update.faces:
         st.table(
@@ -1093,6 +1425,7 @@ def main() -> None:
     st.title("fer-realtime")
     st.caption("Facial-expression recognition in real time: live camera, photos, and the model behind them.")
 
+    ml_runtime()  # before anything imports TensorFlow or MediaPipe (see there)
     entries = list_models()
     by_path = {e.path: e for e in entries}
     with st.sidebar:
@@ -1100,6 +1433,7 @@ def main() -> None:
         chosen_path = st.selectbox(
             "Model", [e.path for e in entries], format_func=lambda p: by_path[p].label, key="model"
         )
+        model_upload_section()
         detector = st.radio(
             "Face detector", list(DETECTOR_NAMES), index=DETECTOR_NAMES.index(DEFAULT_DETECTOR), horizontal=True,
             key="detector",
@@ -1129,8 +1463,10 @@ def main() -> None:
         with st.expander("Connection"):
             ice_servers = ice_servers_setting()
 
-    live, training, about = st.tabs(["Live", "Training", "About"])
+    live, video, training, about = st.tabs(["Live", "Video", "Training", "About"])
     # The live tab's figure loop runs until the stream stops, so everything else is rendered before it.
+    with video:
+        video_tab(usable, detector)
     with training:
         training_tab(entry)
     with about:

@@ -10,7 +10,7 @@ import numpy as np
 
 from .drawing import draw_faces
 from .recognizer import EmotionRecognizer, FaceResult, results_from_probabilities
-from .tracking import FaceTracker
+from .tracking import COASTED, DETECTED, PREDICTED, FaceTracker, iou
 
 
 class FrameResult(NamedTuple):
@@ -21,16 +21,38 @@ class FrameResult(NamedTuple):
 
 class FrameStats(NamedTuple):
     fps: float  # frames processed per second of wall time, over the recent window
-    ms_median: float
+    ms_median: float  # processing time per frame over the recent window: median and 90th percentile
     faces: int
     frames: int
+    ms_p90: float = 0.0
+
+
+# Frames per detection in video mode, per detector, when the caller does not choose: haar costs ~10x mediapipe,
+# so it detects every 3rd frame and the boxes in between are predicted from each track's motion (faces found on
+# the benchmark's moving clip did not drop; see `fer-realtime bench`).
+DEFAULT_DETECT_EVERY = {"haar": 3, "mediapipe": 1}
 
 
 class VideoProcessor:
-    """Processes consecutive frames of one stream; faces keep ids and labels do not flicker."""
+    """Processes consecutive frames of one stream; faces keep ids and labels do not flicker.
 
-    def __init__(self, recognizer: EmotionRecognizer, window: int = 60, **tracker_options):
+    `detect_every=k` runs the face detector on every k-th frame (and on every frame while no face is tracked);
+    in between, each face's box is moved along its track's velocity and the faces are classified there.
+    None: DEFAULT_DETECT_EVERY for the recognizer's detector.
+    `coast_frames`: an established face (tracked for 3+ frames) that the detector misses keeps its predicted box
+    for up to this many frames, so a face does not blink out for a frame the detector happens to miss.
+    """
+
+    def __init__(self, recognizer: EmotionRecognizer, window: int = 60, detect_every: int | None = None,
+                 coast_frames: int = 2, **tracker_options):
         self.recognizer = recognizer
+        if detect_every is None:
+            detect_every = DEFAULT_DETECT_EVERY.get(getattr(recognizer.detector, "name", ""), 1)
+        if int(detect_every) < 1:
+            raise ValueError(f"detect_every must be at least 1, got {detect_every}")
+        self.detect_every = int(detect_every)
+        self.coast_frames = int(coast_frames)
+        self._since_detection = 0
         self.tracker = FaceTracker(**tracker_options)
         self._ms = deque(maxlen=window)
         self._stamps = deque(maxlen=window)
@@ -40,9 +62,23 @@ class VideoProcessor:
     def process(self, frame_bgr: np.ndarray, draw: bool = True) -> FrameResult:
         start = time.perf_counter()
         rec = self.recognizer
-        boxes = rec.detect(frame_bgr)
+        height, width = frame_bgr.shape[:2]
+        if self._since_detection + 1 >= self.detect_every or not self.tracker.tracks:
+            boxes = rec.detect(frame_bgr)
+            kinds = [DETECTED] * len(boxes)
+            self._since_detection = 0
+            for track in self.tracker.tracks:
+                if track.age >= 3 and track.missed < self.coast_frames and \
+                        all(iou(track.box, box) < self.tracker.min_iou for box in boxes):
+                    boxes.append(track.predicted_box(width, height))
+                    kinds.append(COASTED)
+        else:
+            coasting = [t for t in self.tracker.tracks if t.missed < self.coast_frames or t.missed == 0]
+            boxes = [t.predicted_box(width, height) for t in coasting]
+            kinds = [PREDICTED] * len(boxes)
+            self._since_detection += 1
         probabilities = rec.classify_boxes(frame_bgr, boxes)
-        tracks = self.tracker.update(boxes, probabilities)
+        tracks = self.tracker.update(boxes, probabilities, kinds)
         faces = results_from_probabilities(
             boxes, [t.probabilities for t in tracks], rec.classes, track_ids=[t.track_id for t in tracks]
         )
@@ -59,10 +95,12 @@ class VideoProcessor:
         if len(self._stamps) > 1 and self._stamps[-1] > self._stamps[0]:
             fps = (len(self._stamps) - 1) / (self._stamps[-1] - self._stamps[0])
         ms = float(np.median(self._ms)) if self._ms else 0.0
-        return FrameStats(fps=fps, ms_median=ms, faces=self._last_faces, frames=self.frames)
+        p90 = float(np.percentile(self._ms, 90)) if self._ms else 0.0
+        return FrameStats(fps=fps, ms_median=ms, faces=self._last_faces, frames=self.frames, ms_p90=p90)
 
     def reset(self) -> None:
         self.tracker.reset()
+        self._since_detection = 0
         self._ms.clear()
         self._stamps.clear()
         self.frames = 0

@@ -1,9 +1,12 @@
-"""Helpers for the browser tests: a fake-camera video of a real portrait, and the Streamlit server process."""
+"""Helpers for the browser tests: a fake-camera video of a real portrait, the Streamlit server process, and the
+page interactions the browser test modules share (waiting for reruns, choosing options, the live stream)."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -174,3 +177,173 @@ def overlay_evidence(received_bgr: np.ndarray, raw_bgr: np.ndarray, face_box, co
         "best_color_pixels": colored[best],
         "colored": colored,
     }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Using the page
+# --------------------------------------------------------------------------------------------------------------
+
+
+def require_model() -> None:
+    from fer_realtime.model_io import default_model_path
+
+    if not default_model_path().is_file():
+        pytest.fail(f"the page needs a model: {default_model_path()} is missing (or point FER_REALTIME_MODEL at one)")
+
+
+@contextlib.contextmanager
+def running_server(log_path: Path, env: dict | None = None, cwd: Path | None = None, timeout: float = 90.0):
+    """A StreamlitServer that serves for the duration of the block (for module-scoped fixtures)."""
+    require_model()
+    server = StreamlitServer(log_path, env=env, cwd=cwd)
+    try:
+        server.wait_until_serving(timeout=timeout)
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def app_page(browser, url: str, width: int = 1400, height: int = 1000):
+    """The page in a fresh browser context (a new Streamlit session), once its title is shown."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        page.get_by_role("heading", name="fer-realtime").wait_for()
+        yield page
+    finally:
+        context.close()
+
+
+def main_area(page):
+    return page.locator('[data-testid="stMain"]')
+
+
+def sidebar(page):
+    return page.locator('[data-testid="stSidebar"]')
+
+
+def wait_until_idle(page, settle: float = 0.8, timeout: float = 60.0) -> None:
+    """Wait until the script has finished its rerun (Streamlit's 'Running...' icon, shown after 0.5 s of a rerun,
+    has been gone for `settle` seconds). Not while the live stream plays: its figure loop keeps the script running."""
+    deadline = time.monotonic() + timeout
+    quiet_since = None
+    while time.monotonic() < deadline:
+        running = page.locator('[data-testid^="stStatusWidgetRunning"]').count() > 0
+        if running:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= settle:
+            return
+        time.sleep(0.1)
+
+
+def selected_option(page, label: str, scope=None) -> str:
+    return (scope or main_area(page)).get_by_role("combobox", name=label, exact=True).input_value()
+
+
+def choose_option(page, label: str, option: str, scope=None, exact: bool = True, idle: bool = True) -> None:
+    """Pick `option` in the selectbox labelled `label` (Streamlit's selectbox is a combobox with a listbox).
+    `exact=False`: the first option containing `option`. `idle=False` while the live stream plays."""
+    box = (scope or main_area(page)).get_by_role("combobox", name=label, exact=True)
+    wanted = page.get_by_role("option", name=option, exact=True) if exact else (
+        page.get_by_role("option").filter(has_text=option).first)
+    for attempt in range(4):  # a rerun that lands while the list opens closes it again: retry
+        box.click()
+        try:
+            wanted.click(timeout=5_000)
+            break
+        except Exception:
+            if attempt == 3:
+                raise
+            page.keyboard.press("Escape")
+            if idle:
+                wait_until_idle(page)
+    if idle:
+        wait_until_idle(page)
+    value = box.input_value()
+    assert (value == option) if exact else (option in value), value
+
+
+def assert_no_traceback(page, context: str = "") -> None:
+    assert page.get_by_text("Traceback").count() == 0, context
+    assert page.locator('[data-testid="stException"]').count() == 0, context
+
+
+def error_messages(scope) -> list[str]:
+    return [text.strip() for text in scope.locator('[data-testid="stAlertContentError"]').all_inner_texts()]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The live stream
+# --------------------------------------------------------------------------------------------------------------
+
+WEBRTC_IFRAME = 'iframe[title="streamlit_webrtc.component.webrtc_streamer"]'
+GRAB_FRAME_JS = """(video) => {
+    if (!video.videoWidth || video.readyState < 2) return null;
+    const canvas = document.createElement('canvas');
+    canvas.width = video.videoWidth;
+    canvas.height = video.videoHeight;
+    canvas.getContext('2d').drawImage(video, 0, 0);
+    return canvas.toDataURL('image/png');
+}"""
+# the caption under the live figures: "haar face detector · model fer_cnn.keras · 123 frames processed"
+LIVE_CAPTION = re.compile(r"(\w+) face detector · model (.+?) · (\d+) frames processed")
+
+
+def webrtc_frame(page):
+    return page.frame_locator(WEBRTC_IFRAME)
+
+
+def press_stream_button(page, name: str) -> None:
+    """Press the stream's START or STOP button (inside streamlit-webrtc's iframe; its accessible name is "Start")."""
+    webrtc_frame(page).get_by_role("button", name=name).click()
+
+
+def faces_figure(page) -> int | None:
+    metric = page.locator('[data-testid="stMetric"]').filter(has_text="Faces")
+    if metric.count() == 0:
+        return None
+    try:
+        return int(metric.first.locator('[data-testid="stMetricValue"]').inner_text(timeout=2000).strip())
+    except Exception:  # not rendered yet, or being redrawn
+        return None
+
+
+def live_status(page) -> dict | None:
+    """What the live figures say now (faces, detector, model, frames), or None while they are not shown."""
+    caption = page.get_by_text(LIVE_CAPTION)
+    try:
+        if caption.count() == 0:
+            return None
+        match = LIVE_CAPTION.search(caption.first.inner_text(timeout=2000))
+    except Exception:  # being redrawn
+        return None
+    if match is None:
+        return None
+    return {"faces": faces_figure(page), "detector": match.group(1), "model": match.group(2),
+            "frames": int(match.group(3)), "errors": error_messages(main_area(page))}
+
+
+def wait_for_live(page, check, timeout: float = 90.0, what: str = "the live figures") -> dict:
+    """Poll live_status until `check(status)` holds; fail with the last status seen."""
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        status = live_status(page) or status
+        if status is not None and check(status):
+            return status
+        time.sleep(0.25)
+    raise AssertionError(f"{what} did not come within {timeout:.0f} s; last seen: {status}")
+
+
+def grab_received_frame(video) -> np.ndarray | None:
+    """The frame the browser's <video> shows now (what came back from the server), BGR."""
+    data_url = video.evaluate(GRAB_FRAME_JS)
+    if not data_url:
+        return None
+    png = base64.b64decode(data_url.split(",", 1)[1])
+    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)

@@ -10,7 +10,6 @@ Needs the `playwright` Python package and Debian's `chromium` (no `playwright in
 
 from __future__ import annotations
 
-import base64
 import time
 from types import SimpleNamespace
 
@@ -19,28 +18,24 @@ import numpy as np
 import pytest
 from browser_support import (
     FAKE_CAMERA_ARGS,
-    chromium_browser,
-    needs_browser,
     REPO_ROOT,
-    StreamlitServer,
+    app_page,
+    chromium_browser,
+    faces_figure,
+    grab_received_frame,
+    needs_browser,
     overlay_evidence,
     portrait_face_box,
     portrait_frame,
+    press_stream_button,
+    require_model,
+    running_server,
+    webrtc_frame,
     write_y4m,
 )
 
 from fer_realtime.drawing import EMOTION_COLORS
 
-
-WEBRTC_IFRAME = 'iframe[title="streamlit_webrtc.component.webrtc_streamer"]'
-GRAB_FRAME_JS = """(video) => {
-    if (!video.videoWidth || video.readyState < 2) return null;
-    const canvas = document.createElement('canvas');
-    canvas.width = video.videoWidth;
-    canvas.height = video.videoHeight;
-    canvas.getContext('2d').drawImage(video, 0, 0);
-    return canvas.toDataURL('image/png');
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -53,22 +48,10 @@ def fake_camera(tmp_path_factory, camera_frame):
     return write_y4m(tmp_path_factory.mktemp("camera") / "portrait.y4m", camera_frame, frames=30)
 
 
-def _require_model() -> None:
-    from fer_realtime.model_io import default_model_path
-
-    if not default_model_path().is_file():
-        pytest.fail(f"the page needs a model: {default_model_path()} is missing (or point FER_REALTIME_MODEL at one)")
-
-
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory):
-    _require_model()
-    server = StreamlitServer(tmp_path_factory.mktemp("server") / "streamlit.log")
-    try:
-        server.wait_until_serving(timeout=60)
+    with running_server(tmp_path_factory.mktemp("server") / "streamlit.log", timeout=60) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -79,49 +62,23 @@ def browser(fake_camera):
 
 @pytest.fixture
 def page(browser, app_server):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.goto(app_server.url)
-    page.get_by_role("heading", name="fer-realtime").wait_for()
-    try:
+    with app_page(browser, app_server.url) as page:
         yield page
-    finally:
-        context.close()
-
-
-def _faces_figure(page) -> int | None:
-    metric = page.locator('[data-testid="stMetric"]').filter(has_text="Faces")
-    if metric.count() == 0:
-        return None
-    try:
-        return int(metric.first.locator('[data-testid="stMetricValue"]').inner_text(timeout=2000).strip())
-    except Exception:  # not rendered yet, or being redrawn
-        return None
-
-
-def _grab_received_frame(video) -> np.ndarray | None:
-    data_url = video.evaluate(GRAB_FRAME_JS)
-    if not data_url:
-        return None
-    png = base64.b64decode(data_url.split(",", 1)[1])
-    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
 
 
 @needs_browser
 def test_live_stream_draws_the_label_on_the_face(page, app_server, camera_frame, tmp_path):
     started = time.monotonic()
-    webrtc = page.frame_locator(WEBRTC_IFRAME)
-    webrtc.get_by_role("button", name="START").click()
-    video = webrtc.locator("video")
+    press_stream_button(page, "START")
+    video = webrtc_frame(page).locator("video")
     video.wait_for(state="attached", timeout=60_000)
 
     face_box = portrait_face_box()
     deadline = time.monotonic() + 90
     faces, evidence, received = None, None, None
     while time.monotonic() < deadline:
-        received = _grab_received_frame(video)
-        faces = _faces_figure(page)
+        received = grab_received_frame(video)
+        faces = faces_figure(page)
         if received is not None:
             evidence = overlay_evidence(received, camera_frame, face_box, EMOTION_COLORS)
             scale = evidence["size"][0] * evidence["size"][1] / (640 * 480)
@@ -161,7 +118,8 @@ def test_sidebar_photos_show_faces_and_a_clear_error_for_a_bad_file(page, app_se
     assert ok
     junk = np.random.default_rng(7).bytes(4096)
     sidebar = page.locator('[data-testid="stSidebar"]')
-    sidebar.locator('input[type="file"]').set_input_files(
+    photos = sidebar.locator('[data-testid="stFileUploader"]').filter(has_text="Photos")
+    photos.locator('input[type="file"]').set_input_files(
         [
             {"name": "astronaut.png", "mimeType": "image/png", "buffer": png.tobytes()},
             {"name": "broken.jpg", "mimeType": "image/jpeg", "buffer": junk},
@@ -200,7 +158,7 @@ def test_page_renders_models_and_training_record(monkeypatch, tmp_path):
         calls.append(kwargs)
         return SimpleNamespace(state=SimpleNamespace(playing=False, signalling=False))
 
-    _require_model()
+    require_model()
     monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", fake_webrtc_streamer)
     # the Training tab's runs and the model list's models/ folder: empty ones, not the repository's
     monkeypatch.setenv("FER_REALTIME_RUNS_DIR", str(tmp_path / "runs" / "training"))

@@ -24,7 +24,16 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from browser_support import StreamlitServer, chromium_browser, needs_browser
+from browser_support import (
+    StreamlitServer,
+    assert_no_traceback,
+    choose_option,
+    chromium_browser,
+    main_area,
+    needs_browser,
+    selected_option,
+    wait_until_idle,
+)
 from helpers import write_class_folders
 
 from fer_realtime.jobs import ACTIVE_STATES, cancel_run, list_runs, run_status
@@ -101,88 +110,42 @@ def page(browser, training_server):
         context.close()
 
 
-def _main(page):
-    return page.locator('[data-testid="stMain"]')
-
-
-def _wait_until_idle(page, settle: float = 0.8, timeout: float = 60.0) -> None:
-    """Wait until the script has finished its rerun (Streamlit's 'Running...' icon, shown after 0.5 s of a rerun,
-    has been gone for `settle` seconds)."""
-    deadline = time.monotonic() + timeout
-    quiet_since = None
-    while time.monotonic() < deadline:
-        running = page.locator('[data-testid^="stStatusWidgetRunning"]').count() > 0
-        if running:
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since >= settle:
-            return
-        time.sleep(0.1)
-
-
 def _fill(page, label: str, value: str) -> None:
-    box = _main(page).get_by_label(label, exact=True)
+    box = main_area(page).get_by_label(label, exact=True)
     box.fill(value)
     box.press("Enter")
-    _wait_until_idle(page)
-
-
-def _choose(page, label: str, option: str, scope=None) -> None:
-    """Pick `option` in the selectbox labelled `label` (Streamlit's selectbox is a combobox with a listbox)."""
-    box = (scope or _main(page)).get_by_role("combobox", name=label, exact=True)
-    for attempt in range(4):  # a rerun that lands while the list opens closes it again: retry
-        box.click()
-        try:
-            page.get_by_role("option", name=option, exact=True).click(timeout=5_000)
-            break
-        except Exception:
-            if attempt == 3:
-                raise
-            page.keyboard.press("Escape")
-            _wait_until_idle(page)
-    _wait_until_idle(page)
-    assert box.input_value() == option, box.input_value()
-
-
-def _selected(page, label: str, scope=None) -> str:
-    return (scope or _main(page)).get_by_role("combobox", name=label, exact=True).input_value()
+    wait_until_idle(page)
 
 
 def _load_dataset(page, path: str) -> None:
     _fill(page, "Dataset path", path)
-    _main(page).get_by_role("button", name="Load", exact=True).click()
-    _wait_until_idle(page)
+    main_area(page).get_by_role("button", name="Load", exact=True).click()
+    wait_until_idle(page)
 
 
 def _summary_table(page):
     """The loaded dataset's table of images per class and split (the one with a total row)."""
-    return _main(page).locator('[data-testid="stTable"]').filter(has_text="surprise").filter(has_text="total")
-
-
-def _assert_no_traceback(page, context: str = "") -> None:
-    assert page.get_by_text("Traceback").count() == 0, context
-    assert page.locator('[data-testid="stException"]').count() == 0, context
+    return main_area(page).locator('[data-testid="stTable"]').filter(has_text="surprise").filter(has_text="total")
 
 
 def _set_training_options(page, epochs: int, batch: int, name: str, archs=("cnn", "rnn")) -> None:
-    main = _main(page)
+    main = main_area(page)
     multiselect = main.locator('[data-testid="stMultiSelect"]').filter(has_text="Models")
     for arch in ("cnn", "rnn", "transfer"):
         tag = multiselect.locator(f'[data-tag][aria-label^="{arch} —"]')
         if arch not in archs and tag.count():
             label = tag.get_attribute("aria-label")
             multiselect.get_by_role("button", name=f"Remove {label}").click()
-            _wait_until_idle(page)
+            wait_until_idle(page)
         elif arch in archs and not tag.count():
             multiselect.get_by_role("combobox").click()
             page.get_by_role("option").filter(has_text=f"{arch} —").click()
             page.keyboard.press("Escape")
-            _wait_until_idle(page)
+            wait_until_idle(page)
     chosen = [t.split(" —")[0] for t in multiselect.locator("[data-tag]").all_inner_texts()]
     assert sorted(chosen) == sorted(archs), chosen
     _fill(page, "Epochs", str(epochs))
-    _choose(page, "Batch size", str(batch))
+    choose_option(page, "Batch size", str(batch))
     _fill(page, "Run name", name)
 
 
@@ -196,7 +159,7 @@ def _newest_run(runs_dir: Path) -> dict:
 def test_bad_dataset_gives_one_clear_sentence(page, folders, training_server):
     missing = folders["root"] / "no_such_dataset"
     _load_dataset(page, str(missing))
-    error = _main(page).locator('[data-testid="stAlertContentError"]').filter(has_text="no_such_dataset")
+    error = main_area(page).locator('[data-testid="stAlertContentError"]').filter(has_text="no_such_dataset")
     error.wait_for(timeout=30_000)
     message = error.first.inner_text().strip()
     assert message == f"Dataset {missing} does not exist.", message
@@ -205,15 +168,15 @@ def test_bad_dataset_gives_one_clear_sentence(page, folders, training_server):
     (junk / "holiday").mkdir(parents=True, exist_ok=True)
     (junk / "holiday" / "notes.txt").write_text("no faces here")
     _load_dataset(page, str(junk))
-    error = _main(page).locator('[data-testid="stAlertContentError"]').filter(has_text="not_a_dataset")
+    error = main_area(page).locator('[data-testid="stAlertContentError"]').filter(has_text="not_a_dataset")
     error.wait_for(timeout=30_000)
     message = error.first.inner_text().strip()
     assert "\n" not in message and message.endswith("."), message
     assert "No dataset found" in message, message
     # nothing to train on: no summary, and Start training stays disabled
     assert _summary_table(page).count() == 0
-    assert _main(page).get_by_role("button", name="Start training").is_disabled()
-    _assert_no_traceback(page, training_server.log())
+    assert main_area(page).get_by_role("button", name="Start training").is_disabled()
+    assert_no_traceback(page, training_server.log())
 
 
 def _screenshot(page, path: Path, height: int = 4200) -> None:
@@ -233,7 +196,7 @@ def _second_tab_shows_the_run(browser, url: str, name: str) -> None:
         other.set_default_timeout(60_000)
         other.goto(url)
         other.get_by_role("tab", name="Training").click()
-        main = _main(other)
+        main = main_area(other)
         main.get_by_text(f"{name} —").first.wait_for()
         main.get_by_role("button", name="Cancel").wait_for()
         assert main.get_by_role("button", name="Start training").count() == 0
@@ -255,10 +218,10 @@ def _zip_folder(folder: Path) -> bytes:
 
 @needs_browser
 def test_uploaded_datasets_are_summarised_or_refused_in_one_sentence(page, folders, tiny_dataset, training_server):
-    main = _main(page)
+    main = main_area(page)
     main.get_by_text("An upload", exact=True).click()
-    _wait_until_idle(page)
-    uploader = main.locator('input[type="file"]')
+    wait_until_idle(page)
+    uploader = main.locator('.st-key-train_upload input[type="file"]')
     uploader.set_input_files([{"name": "bad.csv", "mimeType": "text/csv", "buffer": b"hello,world\n1,2\n"}])
     main.get_by_role("button", name="Load", exact=True).click()
     error = main.locator('[data-testid="stAlertContentError"]').filter(has_text="bad.csv")
@@ -270,11 +233,11 @@ def test_uploaded_datasets_are_summarised_or_refused_in_one_sentence(page, folde
     # the uploader keeps earlier files (the page then refuses the pair, in one sentence): remove bad.csv first
     main.locator('[data-testid="stFileChip"]').filter(has_text="bad.csv").locator(
         '[data-testid="stFileChipDeleteBtn"]').click()
-    _wait_until_idle(page)
+    wait_until_idle(page)
     assert main.locator('[data-testid="stFileChip"]').count() == 0
     uploader.set_input_files([{"name": "tiny_faces.zip", "mimeType": "application/zip",
                                "buffer": _zip_folder(tiny_dataset)}])
-    _wait_until_idle(page)
+    wait_until_idle(page)
     main.get_by_role("button", name="Load", exact=True).click()
     summary = _summary_table(page)
     summary.wait_for(timeout=60_000)
@@ -283,15 +246,15 @@ def test_uploaded_datasets_are_summarised_or_refused_in_one_sentence(page, folde
     extracted = [p for p in folders["uploads"].rglob("train") if p.is_dir()]
     assert extracted, f"nothing was extracted under {folders['uploads']}"
     assert main.get_by_text(str(extracted[0].parent)).count() >= 1  # the folder the worker will train from
-    _wait_until_idle(page)
+    wait_until_idle(page)
     assert main.get_by_role("button", name="Start training").is_enabled()
-    _assert_no_traceback(page, training_server.log())
+    assert_no_traceback(page, training_server.log())
 
 
 @needs_browser
 def test_train_two_models_and_use_the_result(page, browser, folders, tiny_dataset, training_server, tmp_path):
     started = time.monotonic()
-    main = _main(page)
+    main = main_area(page)
     _load_dataset(page, str(tiny_dataset))
     summary = _summary_table(page)
     summary.wait_for(timeout=60_000)
@@ -340,7 +303,7 @@ def test_train_two_models_and_use_the_result(page, browser, folders, tiny_datase
     assert "cnn" in table_text and "rnn" in table_text and "recall happy" in table_text, table_text
     for label in ("Chart (PNG)", "History (JSON)", "History (CSV)"):
         main.get_by_role("button", name=label).wait_for(timeout=10_000)
-    run_label = _selected(page, "Run")
+    run_label = selected_option(page, "Run")
     assert "browser test run" in run_label and "finished" in run_label, run_label
     assert main.locator('[data-testid="stVegaLiteChart"]').count() >= 2  # a confusion matrix per model
     screenshot = tmp_path / "training_results.png"
@@ -355,29 +318,29 @@ def test_train_two_models_and_use_the_result(page, browser, folders, tiny_datase
     sidebar.get_by_role("combobox", name="Model", exact=True).click()
     options = [o.strip() for o in page.get_by_role("option").all_inner_texts()]
     page.keyboard.press("Escape")
-    _wait_until_idle(page)
+    wait_until_idle(page)
     assert any(cnn_file in o for o in options) and any(f"{run['run_id']}-rnn.keras" in o for o in options), options
 
     # "Use cnn" selects it there; it loads (no error in the sidebar) and the About tab names it
     main.get_by_role("button", name="Use cnn").click()
-    _wait_until_idle(page)
+    wait_until_idle(page)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and cnn_file not in _selected(page, "Model", sidebar):
+    while time.monotonic() < deadline and cnn_file not in selected_option(page, "Model", sidebar):
         time.sleep(0.3)
-    assert cnn_file in _selected(page, "Model", sidebar), _selected(page, "Model", sidebar)
-    _wait_until_idle(page, settle=1.0)
+    assert cnn_file in selected_option(page, "Model", sidebar), selected_option(page, "Model", sidebar)
+    wait_until_idle(page, settle=1.0)
     errors = sidebar.locator('[data-testid="stAlertContentError"]').all_inner_texts()
     assert not errors, f"{errors}\n{training_server.log()}"
     page.get_by_role("tab", name="About").click()
-    assert _main(page).get_by_text(cnn_file).count() >= 1
-    _assert_no_traceback(page, training_server.log())
+    assert main_area(page).get_by_text(cnn_file).count() >= 1
+    assert_no_traceback(page, training_server.log())
     print(f"training test took {time.monotonic() - started:.1f} s after page load")
 
 
 @needs_browser
 def test_a_run_can_be_cancelled(page, folders, tiny_dataset, training_server):
     started = time.monotonic()
-    main = _main(page)
+    main = main_area(page)
     _load_dataset(page, str(tiny_dataset))
     _summary_table(page).wait_for(timeout=60_000)
     _set_training_options(page, epochs=200, batch=8, name="run to cancel", archs=("cnn",))
@@ -391,7 +354,7 @@ def test_a_run_can_be_cancelled(page, folders, tiny_dataset, training_server):
     assert not list((folders["models"]).glob(f"{run['run_id']}-*.keras")), "a cancelled model was saved"
     # the options and the Start button are back: a new run can be started
     main.get_by_role("button", name="Start training").wait_for(timeout=30_000)
-    _assert_no_traceback(page, training_server.log())
+    assert_no_traceback(page, training_server.log())
     print(f"cancel test took {time.monotonic() - started:.1f} s after page load")
 
 
