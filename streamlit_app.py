@@ -675,7 +675,12 @@ def video_tab(entry: ModelEntry | None, detector: str) -> None:
     settings = f"the sidebar's {detector} face detector and model {Path(entry.path).name}"
     if st.button("Process video" if result is None else "Process again", key="video_process", type="primary",
                  help=f"Uses {settings}."):
+        st.session_state["video_pending"] = key
+    # The request outlives the script run: a rerun (another widget, the WebRTC component announcing itself)
+    # interrupts a run at its next Streamlit call, and the next run must then start the processing again.
+    if st.session_state.get("video_pending") == key:
         new = _process_video_now(uploaded, detector, entry)
+        st.session_state.pop("video_pending", None)
         if new is not None:
             _drop_video_result()
             st.session_state["video_result"] = result = new

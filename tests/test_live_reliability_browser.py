@@ -144,9 +144,9 @@ def test_two_sessions_stream_at_once(browser, server):
         for page in (first, second):
             _set_detector(page, "haar")
             wait_until_idle(page)
-        press_stream_button(first, "START")
-        press_stream_button(second, "START")
+        # one after the other: two WebRTC handshakes at once can take longer than the wait on a loaded 2-core CI box
         for page in (first, second):
+            press_stream_button(page, "START")
             status = _streaming(page)
             assert status["faces"] >= 1, status
         # both streams are still served, not one at the other's expense
@@ -180,7 +180,20 @@ def _upload_video(page, name: str, data: bytes, mime: str = "video/mp4") -> None
     uploader.locator('input[type="file"]').set_input_files([{"name": name, "mimeType": mime, "buffer": data}])
     uploader.locator('[data-testid="stFileChip"]').filter(has_text=name).wait_for()
     wait_until_idle(page, settle=0.6)
-    main_area(page).get_by_role("button", name="Process video").click()
+    main = main_area(page)
+    button = main.get_by_role("button", name="Process video")
+    button.click()
+    # On a loaded machine a click can land while the upload's rerun is still being replaced; if after a while
+    # nothing shows (no progress bar, result or error) and the page is idle, the click is repeated once.
+    outcome = main.locator('[data-testid="stProgress"], [data-testid="stVegaLiteChart"], '
+                           '[data-testid="stAlertContentError"]')
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and outcome.count() == 0:
+        time.sleep(0.25)
+    if outcome.count() == 0 and button.count() == 1:
+        wait_until_idle(page)
+        if outcome.count() == 0:
+            button.click()
 
 
 def test_video_tab_processes_a_clip_and_refuses_bad_files(page, server, folders, tmp_path):

@@ -129,6 +129,7 @@ def _summary_table(page):
 
 
 def _set_training_options(page, epochs: int, batch: int, name: str, archs=("cnn", "rnn")) -> None:
+    wait_until_idle(page)  # a rerun in flight would hide the chosen tags and make a chosen model look missing
     main = main_area(page)
     multiselect = main.locator('[data-testid="stMultiSelect"]').filter(has_text="Models")
     for arch in ("cnn", "rnn", "transfer"):
