@@ -68,7 +68,8 @@ class InferenceEngine:
             self.device = keras.backend.backend() + " backend"
         self._use_tflite = runtime == "auto" and self.backend == "tensorflow" and self.device == "CPU"
         self._tflite_model: bytes | None = None
-        self._interpreters: dict[int, tuple[object, threading.Lock]] = {}
+        # batch size -> (interpreter, its lock, input tensor index, output tensor index)
+        self._interpreters: dict[int, tuple[object, threading.Lock, int, int]] = {}
         self._tflite_lock = threading.Lock()
         self.tflite_problem = ""  # why TFLite is not used, when it was wanted
 
@@ -104,11 +105,11 @@ class InferenceEngine:
         entry = self._interpreter(batch.shape[0])
         if entry is None:
             return None
-        interpreter, lock = entry
+        interpreter, lock, input_index, output_index = entry
         with lock:
-            interpreter.set_tensor(interpreter.get_input_details()[0]["index"], batch)
+            interpreter.set_tensor(input_index, batch)
             interpreter.invoke()
-            return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
+            return interpreter.get_tensor(output_index).copy()
 
     def _interpreter(self, size: int):
         entry = self._interpreters.get(size)
@@ -119,7 +120,10 @@ class InferenceEngine:
                 try:
                     if self._tflite_model is None:
                         self._tflite_model = self._convert_and_check()
-                    self._interpreters[size] = (self._new_interpreter(size), threading.Lock())
+                    interpreter = self._new_interpreter(size)
+                    self._interpreters[size] = (interpreter, threading.Lock(),
+                                                interpreter.get_input_details()[0]["index"],
+                                                interpreter.get_output_details()[0]["index"])
                 except Exception as exc:  # converter and interpreter raise many types; the graph still works
                     self._use_tflite = False
                     self.tflite_problem = f"TFLite not used: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"

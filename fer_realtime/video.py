@@ -94,8 +94,7 @@ class VideoProcessor:
         fps = 0.0
         if len(self._stamps) > 1 and self._stamps[-1] > self._stamps[0]:
             fps = (len(self._stamps) - 1) / (self._stamps[-1] - self._stamps[0])
-        ms = float(np.median(self._ms)) if self._ms else 0.0
-        p90 = float(np.percentile(self._ms, 90)) if self._ms else 0.0
+        ms, p90 = (float(v) for v in np.percentile(self._ms, [50, 90])) if self._ms else (0.0, 0.0)
         return FrameStats(fps=fps, ms_median=ms, faces=self._last_faces, frames=self.frames, ms_p90=p90)
 
     def reset(self) -> None:
