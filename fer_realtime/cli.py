@@ -25,13 +25,7 @@ def cmd_train(args) -> int:
     _check_training_numbers(args)
     if args.arch != "cnn" or args.pca is not None:
         return _train_with_experiment(args)
-    import numpy as np
-
     from .datasets import load_dataset, train_heldout_split
-    from .engine import InferenceEngine
-    from .evaluation import evaluate_predictions
-    from .model_io import LoadedModel, save_model
-    from .preprocessing import normalize
     from .training import recipe_config, train_classifier
 
     if Path(args.out).suffix != ".keras" or Path(args.out).is_dir():  # checked before hours of training
@@ -45,36 +39,121 @@ def cmd_train(args) -> int:
     print(f"training {config.arch} on {len(train)} images from {dataset.source}; held-out: {heldout_name}; "
           f"checkpoints in {checkpoints}", flush=True)
     result = train_classifier(train, config, checkpoints, verbose=2 if args.verbose else 0)
+    int8_tflite, metadata = _int8_copy(result.model, result.metadata, train)
+    _save_with_heldout_metrics(
+        result.model, metadata, out, heldout, heldout_name, dataset.source,
+        {"selection_accuracy": result.selection_report.accuracy, "flip_tta": result.metadata.flip_tta,
+         "selection_metrics": result.metadata.metrics, "int8": metadata.int8,
+         "train_seconds_this_run": round(result.seconds, 1), "epochs": config.epochs},
+        command=args.command_line, int8_tflite=int8_tflite,
+    )
+    return 0
+
+
+def _int8_copy(model, metadata, train):
+    from .quantization import int8_copy
+
+    int8_tflite, metadata = int8_copy(model, metadata, train)
+    info = metadata.int8
+    print(f"int8 copy on the selection split: accuracy {info['selection_accuracy_int8']:.4f} "
+          f"(float {info['selection_accuracy_float']:.4f}), same class as float for "
+          f"{info['agreement_with_float']:.1%} of faces; " + ("stored in the model file" if int8_tflite else
+          "not stored (it loses more than 1 point)"), flush=True)
+    return int8_tflite, metadata
+
+
+def cmd_quantize(args) -> int:
+    from .datasets import load_dataset, train_heldout_split
+    from .model_io import load_model
+
+    out = Path(args.out or args.model)
+    if out.suffix != ".keras" or out.is_dir():
+        raise FerError(f"--out {out} must be a file name ending in .keras.")
+    loaded = load_model(args.model)
+    dataset = load_dataset(args.data, cache_dir=args.cache_dir)
+    train, heldout, heldout_name = train_heldout_split(dataset)
+    if tuple(train.classes) != tuple(loaded.metadata.classes):
+        raise FerError(f"The dataset's classes {list(train.classes)} differ from the model's "
+                       f"{list(loaded.metadata.classes)}.")
+    int8_tflite, metadata = _int8_copy(loaded.model, loaded.metadata, train)
+    old_metrics_file = Path(args.model).with_suffix(".metrics.json")
+    try:
+        old_metrics = json.loads(old_metrics_file.read_text()) if old_metrics_file.is_file() else {}
+    except ValueError:
+        old_metrics = {}
+    kept = {k: v for k, v in old_metrics.items() if k not in ("heldout_data", "heldout", "train_data", "command")}
+    _save_with_heldout_metrics(
+        loaded.model, metadata, out, heldout, heldout_name, dataset.source,
+        {**kept, "int8": metadata.int8, "quantize_command": args.command_line},
+        command=loaded.metadata.command or args.command_line, int8_tflite=int8_tflite,
+    )
+    return 0
+
+
+
+
+def _save_with_heldout_metrics(model, metadata, out: Path, heldout, heldout_name: str, train_source: str,
+                               metrics: dict, command: str, int8_tflite: bytes | None = None) -> None:
+    """Evaluate on the held-out data (through the engine, as `evaluate` does), then write the model (figures and
+    the `command` that made it in its metadata) and OUT.metrics.json."""
+    import numpy as np
+
+    from .engine import InferenceEngine
+    from .evaluation import evaluate_predictions
+    from .model_io import LoadedModel, save_model
+    from .preprocessing import normalize
 
     # Held-out figures come from the same engine `evaluate` uses (flip averaging included when chosen).
-    engine = InferenceEngine(LoadedModel(model=result.model, metadata=result.metadata, path=out))
-    x_held = normalize(heldout.images, result.metadata.preprocessing)
+    engine = InferenceEngine(LoadedModel(model=model, metadata=metadata, path=out, int8_tflite=int8_tflite))
+    x_held = normalize(heldout.images, metadata.preprocessing)
     predicted = np.concatenate([engine.predict(x_held[i : i + 256]).argmax(axis=1) for i in range(0, len(x_held), 256)])
     report = evaluate_predictions(heldout.labels, predicted, heldout.classes)
-    command = "python -m fer_realtime " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    metrics = {
-        "heldout_data": heldout_name,
-        "heldout": report.to_dict(),
-        "selection_accuracy": result.selection_report.accuracy,
-        "flip_tta": result.metadata.flip_tta,
-        "selection_metrics": result.metadata.metrics,
-        "train_data": dataset.source,
-        "train_seconds_this_run": round(result.seconds, 1),
-        "epochs": config.epochs,
-        "command": command,
-    }
     metadata = dataclasses.replace(
-        result.metadata,
-        training_data={**result.metadata.training_data, "train_data": dataset.source},
+        metadata,
+        training_data={**metadata.training_data, "train_data": train_source},
         metrics={"heldout_accuracy": report.accuracy, "heldout_data": heldout_name,
                  "per_class_recall": {c: v["recall"] for c, v in report.per_class.items()},
-                 **result.metadata.metrics},
+                 **metadata.metrics},
         command=command,
     )
-    save_model(result.model, metadata, out)
-    write_json_atomic(out.with_suffix(".metrics.json"), metrics)
+    save_model(model, metadata, out, int8_tflite=int8_tflite)
+    write_json_atomic(out.with_suffix(".metrics.json"), {
+        "heldout_data": heldout_name, "heldout": report.to_dict(), **metrics, "train_data": train_source,
+        "command": command,
+    })
     print(report.format_text())
     print(f"saved {out} and {out.with_suffix('.metrics.json')}")
+
+
+def cmd_ensemble(args) -> int:
+    from .datasets import load_dataset, train_heldout_split
+    from .ensemble import build_ensemble, check_members, ensemble_metadata, selection_scores
+    from .model_io import load_model
+
+    out = Path(args.out)
+    if out.suffix != ".keras" or out.is_dir():
+        raise FerError(f"--out {args.out} must be a file name ending in .keras.")
+    if len(args.members) < 2:
+        raise FerError("An ensemble needs at least two member models.")
+    members = [load_model(path) for path in args.members]
+    seed, fraction = check_members(members)
+    dataset = load_dataset(args.data, cache_dir=args.cache_dir)
+    train, heldout, heldout_name = train_heldout_split(dataset)
+    if tuple(train.classes) != tuple(members[0].metadata.classes):
+        raise FerError(f"The dataset's classes {list(train.classes)} differ from the models' "
+                       f"{list(members[0].metadata.classes)}.")
+    ensemble = build_ensemble([m.model for m in members])
+    scores = selection_scores(members, ensemble, train, seed, fraction)
+    print(f"selection split (seed {seed}, {fraction:.0%} of {dataset.source} train):")
+    for name, member in scores.members.items():
+        print(f"  {name:<28} {member['plain']:.4f}  with flip {member['flip']:.4f}")
+    print(f"  {'ensemble':<28} {scores.ensemble.accuracy:.4f}  with flip {scores.ensemble_flip.accuracy:.4f}")
+    flip = {"on": True, "off": False}.get(args.flip_tta, scores.ensemble_flip.accuracy > scores.ensemble.accuracy)
+    metadata = ensemble_metadata(members, flip, scores)
+    _save_with_heldout_metrics(ensemble, metadata, out, heldout, heldout_name, dataset.source,
+                               {"selection_accuracy": metadata.metrics["selection_accuracy"], "flip_tta": flip,
+                                "selection_metrics": scores.to_dict(), "members": list(args.members)},
+                               command=args.command_line)
     return 0
 
 
@@ -280,6 +359,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("quantize", help="store an int8 copy of a trained model in its file (about 4x faster on CPUs)")
+    p.add_argument("model", metavar="MODEL", help="a fer-realtime .keras file")
+    p.add_argument("--data", required=True, help="the dataset it was trained on: calibration and selection split")
+    p.add_argument("--out", default=None, help="write here instead of replacing MODEL")
+    p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "fer-realtime"))
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("ensemble", help="average trained models into one model file (one batched call per frame)")
+    p.add_argument("members", nargs="+", metavar="MODEL", help="fer-realtime .keras files trained on the same split")
+    p.add_argument("--data", required=True, help="the training dataset: its selection split scores the ensemble")
+    p.add_argument("--flip-tta", default="auto", choices=["auto", "on", "off"],
+                   help="average each face with its mirror image; auto: if it scores higher on the selection split")
+    p.add_argument("--out", required=True, help="the ensemble's .keras file")
+    p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "fer-realtime"))
+    p.set_defaults(func=cmd_ensemble)
+
     p = sub.add_parser("compare", help="train several architectures on the same data and chart them")
     p.add_argument("--data", required=True, help="dataset: class folders, a FER2013 CSV, or an X.npy/Y.npy folder")
     p.add_argument("--archs", default="cnn,rnn", help="comma-separated: cnn, rnn, transfer")
@@ -308,7 +403,9 @@ def _add_training_options(p, epochs: int) -> None:
 
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.command_line = "python -m fer_realtime " + shlex.join(argv)  # recorded with the models it makes
     try:
         return args.func(args)
     except FerError as exc:

@@ -19,6 +19,7 @@ from .errors import ModelLoadError
 from .labels import EMOTIONS
 
 METADATA_ENTRY = "fer_realtime.json"
+INT8_ENTRY = "fer_realtime.int8.tflite"  # quantization.py makes it
 FORMAT = "fer-realtime-model/1"
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_MODEL_PATH = PACKAGE_DIR.parent / "weights" / "fer_cnn.keras"
@@ -47,6 +48,8 @@ class ModelMetadata:
     preprocessing: Preprocessing = Preprocessing()
     architecture: str = "cnn"
     flip_tta: bool = False  # the engine averages the predictions for each face and its mirror image
+    # The int8 TFLite copy stored in the file (INT8_ENTRY): weights digest, calibration, scores.
+    int8: dict[str, Any] = field(default_factory=dict)
     training_data: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     command: str = ""
@@ -73,6 +76,7 @@ class ModelMetadata:
                 preprocessing=prep,
                 architecture=str(data.get("architecture", "")),
                 flip_tta=bool(data.get("flip_tta", False)),
+                int8=dict(data.get("int8") or {}),
                 training_data=dict(data.get("training_data", {})),
                 metrics=dict(data.get("metrics", {})),
                 command=str(data.get("command", "")),
@@ -90,10 +94,11 @@ class LoadedModel:
     model: Any  # keras.Model
     metadata: ModelMetadata
     path: Path
+    int8_tflite: bytes | None = None  # the file's int8 copy of `model`, if it has one made from these weights
 
 
-def save_model(model, metadata: ModelMetadata, path: str | os.PathLike) -> Path:
-    """Write model + metadata to `path` atomically (temporary file in the same folder, then rename)."""
+def save_model(model, metadata: ModelMetadata, path: str | os.PathLike, int8_tflite: bytes | None = None) -> Path:
+    """Write model + metadata (+ its int8 TFLite copy) to `path` atomically (temporary file, then rename)."""
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"model files end in .keras, got {path.name}")
@@ -106,6 +111,8 @@ def save_model(model, metadata: ModelMetadata, path: str | os.PathLike) -> Path:
         model.save(tmp_name)
         with zipfile.ZipFile(tmp_name, "a") as archive:
             archive.writestr(METADATA_ENTRY, metadata.to_json())
+            if int8_tflite is not None:
+                archive.writestr(INT8_ENTRY, int8_tflite)
         os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, path)
     except BaseException:
@@ -173,4 +180,18 @@ def load_model(path: str | os.PathLike | None = None) -> LoadedModel:
         raise ModelLoadError(
             f"{path.name}: the network outputs {out_shape} scores but its metadata names {len(metadata.classes)} classes."
         )
-    return LoadedModel(model=model, metadata=metadata, path=path)
+    return LoadedModel(model=model, metadata=metadata, path=path, int8_tflite=_int8_copy(path, model, metadata))
+
+
+def _int8_copy(path: Path, model, metadata: ModelMetadata) -> bytes | None:
+    """The file's int8 copy, if it was made from exactly these weights (else the engine converts the float net)."""
+    from .quantization import weights_digest
+
+    digest = metadata.int8.get("weights_digest")
+    if not digest or digest != weights_digest(model):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.read(INT8_ENTRY) if INT8_ENTRY in archive.namelist() else None
+    except (zipfile.BadZipFile, OSError):
+        return None

@@ -251,6 +251,10 @@ def _group_blocks(model: keras.Model, pattern: str) -> tuple[list[list[str]], li
     return list(blocks.values()), list(blocks)
 
 
+def _stage_layers(model) -> list:
+    return [layer for layer in model.layers if re.match(r"^stage\d+_", layer.name)]
+
+
 def _fer_backbone(config: TransferConfig):
     from .model_io import default_model_path, load_model
 
@@ -261,7 +265,10 @@ def _fer_backbone(config: TransferConfig):
         raise PretrainedWeightsError(
             f"The FER model {path.name} takes input {tuple(source.input_shape[1:])}, not {tuple(config.input_shape)}."
         )
-    stage_layers = [layer for layer in source.layers if re.match(r"^stage\d+_", layer.name)]
+    stage_layers = _stage_layers(source)
+    if not stage_layers:  # an ensemble file: its first member's stages
+        nested = [layer for layer in source.layers if isinstance(layer, keras.Model) and _stage_layers(layer)]
+        stage_layers = _stage_layers(nested[0]) if nested else []
     if not stage_layers or not stage_layers[-1].name.endswith("_pool"):
         raise PretrainedWeightsError(
             f"{path.name} is not a fer-realtime CNN (no stage{{k}}_... convolution stages ending in a pooling layer),"

@@ -79,6 +79,15 @@ def write_class_folders(root: Path, per_class: dict[str, int], size=(48, 48), se
     return root
 
 
+def write_train_val(root: Path, train_per_class: int, val_per_class: int = 3) -> Path:
+    """A dataset root with train/ and val/ class folders of synthetic faces for all seven emotions."""
+    from fer_realtime.labels import EMOTIONS
+
+    write_class_folders(root / "train", {name: train_per_class for name in EMOTIONS}, seed=1)
+    write_class_folders(root / "val", {name: val_per_class for name in EMOTIONS}, seed=2)
+    return root
+
+
 def zip_bytes(members: dict[str, bytes]) -> bytes:
     """A zip archive (in memory) holding `members` (name -> content)."""
     buffer = io.BytesIO()
