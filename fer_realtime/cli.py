@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on a dataset of class folders")
     p.add_argument("--data", required=True, help="folder of class folders, or a root with train/ and val/")
     p.add_argument("--arch", default="cnn", choices=["cnn", "rnn", "transfer"])
-    p.add_argument("--recipe", default="v2", choices=["v1", "v2"],
+    p.add_argument("--recipe", default="v2", choices=["v1", "v2", "v3"],
                    help="cnn: the training recipe (fer_realtime.training.RECIPES); v1 made the first shipped model")
     _add_training_options(p, epochs=40)
     p.add_argument("--out", default="models/model.keras")

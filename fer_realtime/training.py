@@ -48,6 +48,9 @@ RECIPES: dict[str, dict] = {
     # Two convolutions in the first stage, label smoothing, brightness/contrast and random erasing; flip
     # averaging chosen on the selection split.
     "v2": {},
+    # v2 at 1.5x the width (2.6 M parameters, about 2.3x the compute per face), for 50 epochs: the next candidate,
+    # in training on the CPU (weights/README.md).
+    "v3": dict(stage_filters=(48, 96, 192, 384)),
 }
 
 

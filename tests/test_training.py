@@ -4,7 +4,7 @@ import numpy as np
 
 from fer_realtime.cli import main
 from fer_realtime.model_io import load_model
-from fer_realtime.training import class_weights
+from fer_realtime.training import build_model, class_weights, recipe_config
 from helpers import write_class_folders
 
 
@@ -31,3 +31,13 @@ def test_tiny_end_to_end_training_run(tmp_path, capsys):
     assert metrics["heldout"]["n"] == 21
     assert metrics["heldout"]["accuracy"] == loaded.metadata.metrics["heldout_accuracy"]
     assert sorted(p.name for p in out.parent.iterdir() if p.is_file()) == ["tiny.keras", "tiny.metrics.json"]
+
+
+def test_named_recipes_build_the_networks_they_describe():
+    assert recipe_config("v2", epochs=3).epochs == 3
+    v1 = build_model(recipe_config("v1"), (48, 48, 1), 7)
+    v2 = build_model(recipe_config("v2"), (48, 48, 1), 7)
+    v3 = build_model(recipe_config("v3"), (48, 48, 1), 7)
+    assert "stage1_conv2" not in [layer.name for layer in v1.layers]
+    assert v2.get_layer("stage4_conv2").filters == 256 and v3.get_layer("stage4_conv2").filters == 384
+    assert v1.count_params() < v2.count_params() < v3.count_params()
