@@ -697,6 +697,22 @@ def _percent(value, missing: str = "–") -> str:
     return f"{value:.1%}" if isinstance(value, (int, float)) else missing
 
 
+def inference_notes(meta) -> list[str]:
+    flip = "on (each face and its mirror image in the same call)" if meta.flip_tta else "off"
+    notes = [f"- mirror-image averaging: {flip}"]
+    int8 = meta.int8
+    if int8.get("used"):
+        notes.append(
+            "- on CPUs: its int8 TensorFlow Lite copy (selection-split accuracy "
+            f"{_percent(int8.get('selection_accuracy_int8'))} against {_percent(int8.get('selection_accuracy_float'))}"
+            " for the float network; the same class for"
+            f" {_percent(int8.get('agreement_with_float'))} of faces)"
+        )
+    else:
+        notes.append("- on CPUs: the float network through TensorFlow Lite (no int8 copy in the file)")
+    return notes
+
+
 def metadata_view(entry: ModelEntry) -> None:
     import pandas as pd
 
@@ -723,6 +739,7 @@ def metadata_view(entry: ModelEntry) -> None:
             hide_index=True,
             width="content",
         )
+    st.markdown("**How it runs**\n\n" + "\n".join(inference_notes(meta)))
     st.markdown("**Training data**")
     if data:
         lines = []

@@ -175,6 +175,10 @@ def test_page_renders_models_and_training_record(monkeypatch, tmp_path):
     assert "python -m fer_realtime train --data DATA_DIR --out models/NAME.keras" in codes
     if metadata.command:
         assert metadata.command in codes
+    notes = " ".join(m.value for m in app.markdown)
+    assert "mirror-image averaging: " + ("on" if metadata.flip_tta else "off") in notes
+    if metadata.int8.get("used"):
+        assert "int8 TensorFlow Lite copy" in notes
     assert app.sidebar.radio(key="detector").options == ["haar", "mediapipe"]
     assert not [e.value for e in app.error], [e.value for e in app.error]
     (kwargs,) = calls
