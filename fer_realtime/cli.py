@@ -90,8 +90,6 @@ def cmd_quantize(args) -> int:
     return 0
 
 
-
-
 def _save_with_heldout_metrics(model, metadata, out: Path, heldout, heldout_name: str, train_source: str,
                                metrics: dict, command: str, int8_tflite: bytes | None = None) -> None:
     """Evaluate on the held-out data (through the engine, as `evaluate` does), then write the model (figures and

@@ -106,6 +106,10 @@ def int8_copy(model, metadata, train) -> tuple[bytes | None, object]:
         raise FerError("The model does not record the selection split it was trained with, so it cannot be quantized"
                        " and checked without touching held-out data.")
     seed, fraction = int(config["seed"]), float(config["selection_fraction"])
+    recorded = metadata.training_data.get("n_fit", 0) + metadata.training_data.get("n_selection", 0)
+    if recorded and recorded != len(train):
+        raise FerError(f"The model was trained on {recorded} images but this dataset's training part has {len(train)}:"
+                       " give the dataset it was trained on.")
     fit, selection = stratified_split(train.labels, fraction, seed)
     chosen = np.sort(np.random.default_rng(seed).choice(fit, size=min(CALIBRATION_FACES, len(fit)), replace=False))
 

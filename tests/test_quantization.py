@@ -93,3 +93,12 @@ def test_quantize_needs_the_recorded_selection_split(trained, data, tmp_path, ca
     err = capsys.readouterr().err
     assert "selection split" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["bare.keras"]
+
+
+def test_quantize_refuses_a_dataset_of_another_size_than_the_models(trained, data, tmp_path, capsys):
+    loaded = load_model(trained)
+    training_data = {**loaded.metadata.training_data, "n_fit": 500, "n_selection": 50}
+    other = save_model(loaded.model, dataclasses.replace(loaded.metadata, training_data=training_data),
+                       tmp_path / "other.keras")
+    assert main(["quantize", str(other), "--data", str(data), "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert "trained on 550 images" in capsys.readouterr().err
