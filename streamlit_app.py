@@ -698,8 +698,7 @@ def _percent(value, missing: str = "–") -> str:
 
 
 def inference_notes(meta) -> list[str]:
-    flip = "on (each face and its mirror image in the same call)" if meta.flip_tta else "off"
-    notes = [f"- mirror-image averaging: {flip}"]
+    notes = [f"- test-time augmentation: {meta.tta.describe()}"]
     int8 = meta.int8
     if int8.get("used"):
         notes.append(

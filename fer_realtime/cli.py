@@ -42,7 +42,7 @@ def cmd_train(args) -> int:
     int8_tflite, metadata = _int8_copy(result.model, result.metadata, train)
     _save_with_heldout_metrics(
         result.model, metadata, out, heldout, heldout_name, dataset.source,
-        {"selection_accuracy": result.selection_report.accuracy, "flip_tta": result.metadata.flip_tta,
+        {"selection_accuracy": result.selection_report.accuracy, "tta": result.metadata.tta.name,
          "selection_metrics": result.metadata.metrics, "int8": metadata.int8,
          "train_seconds_this_run": round(result.seconds, 1), "epochs": config.epochs},
         command=args.command_line, int8_tflite=int8_tflite,
@@ -72,19 +72,11 @@ def cmd_quantize(args) -> int:
     loaded = load_model(args.model)
     dataset = load_dataset(args.data, cache_dir=args.cache_dir)
     train, heldout, heldout_name = train_heldout_split(dataset)
-    if tuple(train.classes) != tuple(loaded.metadata.classes):
-        raise FerError(f"The dataset's classes {list(train.classes)} differ from the model's "
-                       f"{list(loaded.metadata.classes)}.")
+    _check_classes(train, loaded.metadata)
     int8_tflite, metadata = _int8_copy(loaded.model, loaded.metadata, train)
-    old_metrics_file = Path(args.model).with_suffix(".metrics.json")
-    try:
-        old_metrics = json.loads(old_metrics_file.read_text()) if old_metrics_file.is_file() else {}
-    except ValueError:
-        old_metrics = {}
-    kept = {k: v for k, v in old_metrics.items() if k not in ("heldout_data", "heldout", "train_data", "command")}
     _save_with_heldout_metrics(
         loaded.model, metadata, out, heldout, heldout_name, dataset.source,
-        {**kept, "int8": metadata.int8, "quantize_command": args.command_line},
+        {**_kept_metrics(Path(args.model)), "int8": metadata.int8, "quantize_command": args.command_line},
         command=loaded.metadata.command or args.command_line, int8_tflite=int8_tflite,
     )
     return 0
@@ -109,9 +101,8 @@ def _save_with_heldout_metrics(model, metadata, out: Path, heldout, heldout_name
     metadata = dataclasses.replace(
         metadata,
         training_data={**metadata.training_data, "train_data": train_source},
-        metrics={"heldout_accuracy": report.accuracy, "heldout_data": heldout_name,
-                 "per_class_recall": {c: v["recall"] for c, v in report.per_class.items()},
-                 **metadata.metrics},
+        metrics={**_without_heldout(metadata.metrics), "heldout_accuracy": report.accuracy,
+                 "heldout_data": heldout_name, "per_class_recall": {c: v["recall"] for c, v in report.per_class.items()}},
         command=command,
     )
     save_model(model, metadata, out, int8_tflite=int8_tflite)
@@ -127,6 +118,7 @@ def cmd_ensemble(args) -> int:
     from .datasets import load_dataset, train_heldout_split
     from .ensemble import build_ensemble, check_members, ensemble_metadata, selection_scores
     from .model_io import load_model
+    from .tta import preset_candidates
 
     out = Path(args.out)
     if out.suffix != ".keras" or out.is_dir():
@@ -141,18 +133,86 @@ def cmd_ensemble(args) -> int:
         raise FerError(f"The dataset's classes {list(train.classes)} differ from the models' "
                        f"{list(members[0].metadata.classes)}.")
     ensemble = build_ensemble([m.model for m in members])
-    scores = selection_scores(members, ensemble, train, seed, fraction)
+    scores = selection_scores(members, ensemble, train, seed, fraction, preset_candidates(args.tta))
     print(f"selection split (seed {seed}, {fraction:.0%} of {dataset.source} train):")
     for name, member in scores.members.items():
         print(f"  {name:<28} {member['plain']:.4f}  with flip {member['flip']:.4f}")
-    print(f"  {'ensemble':<28} {scores.ensemble.accuracy:.4f}  with flip {scores.ensemble_flip.accuracy:.4f}")
-    flip = {"on": True, "off": False}.get(args.flip_tta, scores.ensemble_flip.accuracy > scores.ensemble.accuracy)
-    metadata = ensemble_metadata(members, flip, scores)
+    for name, accuracy in scores.ensemble.accuracy.items():
+        print(f"  {'ensemble, tta ' + name:<28} {accuracy:.4f}")
+    metadata = ensemble_metadata(members, scores)
     _save_with_heldout_metrics(ensemble, metadata, out, heldout, heldout_name, dataset.source,
-                               {"selection_accuracy": metadata.metrics["selection_accuracy"], "flip_tta": flip,
+                               {"selection_accuracy": metadata.metrics["selection_accuracy"], "tta": metadata.tta.name,
                                 "selection_metrics": scores.to_dict(), "members": list(args.members)},
                                command=args.command_line)
     return 0
+
+
+def cmd_tta(args) -> int:
+    """Choose a trained model's test-time augmentation on its selection split; its int8 copy is made again and
+    checked under the new views; the held-out figures are measured again."""
+    from .datasets import load_dataset, train_heldout_split
+    from .evaluation import evaluate_predictions
+    from .model_io import load_model
+    from .preprocessing import normalize
+    from .training import model_selection_split
+    from .tta import choose, preset_candidates
+
+    out = Path(args.out or args.model)
+    if out.suffix != ".keras" or out.is_dir():
+        raise FerError(f"--out {out} must be a file name ending in .keras.")
+    loaded = load_model(args.model)
+    dataset = load_dataset(args.data, cache_dir=args.cache_dir)
+    train, heldout, heldout_name = train_heldout_split(dataset)
+    _check_classes(train, loaded.metadata)
+    _, selection = model_selection_split(loaded.metadata, train, "given a test-time augmentation")
+    x = normalize(train.images[selection], loaded.metadata.preprocessing)
+    if loaded.metadata.channels == 3:
+        x = x.repeat(3, axis=-1)
+    choice = choose(lambda views: loaded.model.predict(views, batch_size=256, verbose=0), x, train.labels[selection],
+                    preset_candidates(args.tta))
+    for name, accuracy in choice.accuracy.items():
+        print(f"selection split, tta {name:<24} {accuracy:.4f}")
+    print(f"chosen: {choice.chosen.name}", flush=True)
+    report = evaluate_predictions(train.labels[selection], choice.probabilities.argmax(axis=1), train.classes)
+    superseded = ("selection_accuracy_without_flip", "selection_accuracy_with_flip")  # before selection_accuracy_by_tta
+    selection_metrics = {**{k: v for k, v in _without_heldout(loaded.metadata.metrics).items() if k not in superseded},
+                         "selection_accuracy": report.accuracy, "selection_accuracy_by_tta": choice.accuracy}
+    metadata = dataclasses.replace(loaded.metadata, flip_tta=choice.chosen.flip,
+                                   tta_rotations=choice.chosen.rotations, metrics=selection_metrics)
+    int8_tflite = None
+    if loaded.metadata.int8:
+        int8_tflite, metadata = _int8_copy(loaded.model, metadata, train)
+    _save_with_heldout_metrics(
+        loaded.model, metadata, out, heldout, heldout_name, dataset.source,
+        {**{k: v for k, v in _kept_metrics(Path(args.model)).items() if k != "flip_tta"},
+         "selection_accuracy": report.accuracy, "tta": choice.chosen.name, "selection_metrics": selection_metrics,
+         "int8": metadata.int8, "tta_command": args.command_line},
+        command=loaded.metadata.command or args.command_line, int8_tflite=int8_tflite,
+    )
+    return 0
+
+
+HELDOUT_METRICS = ("heldout_accuracy", "heldout_data", "per_class_recall")
+
+
+def _without_heldout(metrics: dict) -> dict:
+    """A model's metrics less its held-out figures (replaced whenever the model is evaluated and saved again)."""
+    return {k: v for k, v in metrics.items() if k not in HELDOUT_METRICS}
+
+
+def _check_classes(train, metadata) -> None:
+    if tuple(train.classes) != tuple(metadata.classes):
+        raise FerError(f"The dataset's classes {list(train.classes)} differ from the model's {list(metadata.classes)}.")
+
+
+def _kept_metrics(model_path: Path) -> dict:
+    """The metrics file beside a model, less what a new held-out evaluation replaces."""
+    metrics_file = model_path.with_suffix(".metrics.json")
+    try:
+        old = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    except ValueError:
+        old = {}
+    return {k: v for k, v in old.items() if k not in ("heldout_data", "heldout", "train_data", "command")}
 
 
 def _annotated_path(out_dir: Path, image_path: Path, used: set[str]) -> Path:
@@ -367,11 +427,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ensemble", help="average trained models into one model file (one batched call per frame)")
     p.add_argument("members", nargs="+", metavar="MODEL", help="fer-realtime .keras files trained on the same split")
     p.add_argument("--data", required=True, help="the training dataset: its selection split scores the ensemble")
-    p.add_argument("--flip-tta", default="auto", choices=["auto", "on", "off"],
-                   help="average each face with its mirror image; auto: if it scores higher on the selection split")
+    _add_tta_option(p)
     p.add_argument("--out", required=True, help="the ensemble's .keras file")
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "fer-realtime"))
     p.set_defaults(func=cmd_ensemble)
+
+    p = sub.add_parser("tta", help="choose a trained model's test-time augmentation on its selection split")
+    p.add_argument("model", metavar="MODEL", help="a fer-realtime .keras file")
+    p.add_argument("--data", required=True, help="the dataset it was trained on: its selection split decides")
+    _add_tta_option(p)
+    p.add_argument("--out", default=None, help="write here instead of replacing MODEL")
+    p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "fer-realtime"))
+    p.set_defaults(func=cmd_tta)
 
     p = sub.add_parser("compare", help="train several architectures on the same data and chart them")
     p.add_argument("--data", required=True, help="dataset: class folders, a FER2013 CSV, or an X.npy/Y.npy folder")
@@ -384,6 +451,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_media_commands(sub)
     return parser
+
+
+def _add_tta_option(p) -> None:
+    from .tta import PRESETS
+
+    p.add_argument("--tta", default="auto", choices=["auto", *PRESETS],
+                   help="test-time augmentation: flip averages each face with its mirror image, flip+rotate also"
+                        " with the face turned by ±8°; auto: whichever scores highest on the selection split")
 
 
 def _add_training_options(p, epochs: int) -> None:

@@ -42,9 +42,9 @@ class InferenceEngine:
     """Runs a loaded model on float32 batches (N, H, W, C); any N.
 
     `runtime="auto"` uses TFLite/XNNPACK for batches of up to MAX_TFLITE_BATCH faces on a CPU (converted on
-    first use), the TensorFlow graph otherwise; `runtime="tensorflow"` always uses the graph. With
-    `metadata.flip_tta` each face is classified together with its mirror image in the same call and the two
-    predictions are averaged. Safe to call from several threads (the live page's stream workers and the photo
+    first use), the TensorFlow graph otherwise; `runtime="tensorflow"` always uses the graph. Each face is
+    classified in the views of the model's test-time augmentation (`metadata.tta`: mirror image, small
+    rotations), all in the same call, and their predictions are averaged. Safe to call from several threads (the live page's stream workers and the photo
     sidebar share one engine).
     """
 
@@ -90,18 +90,14 @@ class InferenceEngine:
         n = batch.shape[0]
         if n == 0:
             return np.zeros((0, len(self.metadata.classes)), dtype=np.float32)
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if self.metadata.flip_tta:
-            batch = np.concatenate([batch, batch[:, :, ::-1]])
+        tta = self.metadata.tta
+        views = np.ascontiguousarray(tta.expand(np.asarray(batch, dtype=np.float32)))
         out = None
-        if self._use_tflite and (self._int8 is not None
-                                 or batch.shape[0] <= MAX_TFLITE_BATCH * (2 if self.metadata.flip_tta else 1)):
-            out = self._predict_tflite(batch)
+        if self._use_tflite and (self._int8 is not None or n <= MAX_TFLITE_BATCH):
+            out = self._predict_tflite(views)
         if out is None:
-            out = np.asarray(self._forward(batch), dtype=np.float32)
-        if self.metadata.flip_tta:
-            out = (out[:n] + out[n:]) * 0.5
-        return out
+            out = np.asarray(self._forward(views), dtype=np.float32)
+        return tta.combine(out, n)
 
     def warm_up(self) -> None:
         self.predict(np.zeros((1, *self._input_shape), dtype=np.float32))

@@ -17,6 +17,7 @@ from .evaluation import EvaluationReport, evaluate_predictions
 from .model_io import LoadedModel, ModelMetadata
 from .preprocessing import normalize
 from .training import predict_classes
+from .tta import CANDIDATES, NO_TTA, TestTimeAugmentation, TTAChoice, choose
 
 
 class EnsembleError(FerError, ValueError):
@@ -62,42 +63,43 @@ def check_members(members: Sequence[LoadedModel]) -> tuple[int, float]:
 
 @dataclass
 class SelectionScores:
-    """Accuracy on the shared selection split, for every member and the ensemble, without and with flips."""
+    """Accuracy on the shared selection split: every member without and with mirror-image averaging, and the
+    ensemble under each test-time augmentation candidate (the best one chosen)."""
 
     members: dict[str, dict[str, float]]  # file name -> {"plain", "flip"}
-    ensemble: EvaluationReport
-    ensemble_flip: EvaluationReport
+    ensemble: TTAChoice
+    report: EvaluationReport  # the ensemble under the chosen test-time augmentation
 
     def to_dict(self) -> dict:
-        return {"members": self.members, "ensemble": self.ensemble.accuracy, "ensemble_flip": self.ensemble_flip.accuracy}
+        return {"members": self.members, "ensemble_by_tta": self.ensemble.accuracy}
 
 
-def selection_scores(members: Sequence[LoadedModel], ensemble, train: FaceArrays, seed: int,
-                     fraction: float) -> SelectionScores:
+def selection_scores(members: Sequence[LoadedModel], ensemble, train: FaceArrays, seed: int, fraction: float,
+                     candidates: Sequence[TestTimeAugmentation] = CANDIDATES) -> SelectionScores:
     _, selection = stratified_split(train.labels, fraction, seed)
     x = normalize(train.images[selection], members[0].metadata.preprocessing)
     y = train.labels[selection]
 
-    def accuracy(model, flip: bool) -> float:
-        return float(np.mean(predict_classes(model, x, flip_tta=flip) == y))
+    def accuracy(model, tta: TestTimeAugmentation) -> float:
+        return float(np.mean(predict_classes(model, x, tta=tta) == y))
 
-    scores = {m.path.name: {"plain": accuracy(m.model, False), "flip": accuracy(m.model, True)} for m in members}
-    return SelectionScores(
-        members=scores,
-        ensemble=evaluate_predictions(y, predict_classes(ensemble, x), train.classes),
-        ensemble_flip=evaluate_predictions(y, predict_classes(ensemble, x, flip_tta=True), train.classes),
-    )
+    flip = TestTimeAugmentation(flip=True)
+    scores = {m.path.name: {"plain": accuracy(m.model, NO_TTA), "flip": accuracy(m.model, flip)} for m in members}
+    chosen = choose(lambda views: ensemble.predict(views, batch_size=256, verbose=0), x, y, candidates)
+    return SelectionScores(members=scores, ensemble=chosen,
+                           report=evaluate_predictions(y, chosen.probabilities.argmax(axis=1), train.classes))
 
 
-def ensemble_metadata(members: Sequence[LoadedModel], flip_tta: bool, scores: SelectionScores) -> ModelMetadata:
+def ensemble_metadata(members: Sequence[LoadedModel], scores: SelectionScores) -> ModelMetadata:
     first = members[0].metadata
-    selection = scores.ensemble_flip if flip_tta else scores.ensemble
+    tta = scores.ensemble.chosen
     return ModelMetadata(
         classes=first.classes,
         input_size=first.input_size,
         preprocessing=first.preprocessing,
         architecture=f"ensemble of {len(members)} ({', '.join(m.metadata.architecture or '?' for m in members)})",
-        flip_tta=flip_tta,
+        flip_tta=tta.flip,
+        tta_rotations=tta.rotations,
         training_data={
             "config": first.training_data.get("config", {}),  # the shared selection split (seed, fraction)
             **{key: first.training_data[key] for key in ("n_fit", "n_selection", "class_counts")
@@ -105,8 +107,7 @@ def ensemble_metadata(members: Sequence[LoadedModel], flip_tta: bool, scores: Se
             "members": [{"file": m.path.name, "architecture": m.metadata.architecture, "command": m.metadata.command,
                          "training_data": m.metadata.training_data} for m in members],
         },
-        metrics={"selection_accuracy": selection.accuracy,
-                 "selection_accuracy_without_flip": scores.ensemble.accuracy,
-                 "selection_accuracy_with_flip": scores.ensemble_flip.accuracy,
+        metrics={"selection_accuracy": scores.report.accuracy,
+                 "selection_accuracy_by_tta": scores.ensemble.accuracy,
                  "selection_accuracy_members": scores.members},
     )

@@ -48,6 +48,7 @@ class ModelMetadata:
     preprocessing: Preprocessing = Preprocessing()
     architecture: str = "cnn"
     flip_tta: bool = False  # the engine averages the predictions for each face and its mirror image
+    tta_rotations: tuple[float, ...] = ()  # ...and for the face turned by these angles (degrees); see tta.py
     # The int8 TFLite copy stored in the file (INT8_ENTRY): weights digest, calibration, scores.
     int8: dict[str, Any] = field(default_factory=dict)
     training_data: dict[str, Any] = field(default_factory=dict)
@@ -76,6 +77,7 @@ class ModelMetadata:
                 preprocessing=prep,
                 architecture=str(data.get("architecture", "")),
                 flip_tta=bool(data.get("flip_tta", False)),
+                tta_rotations=_rotations(data.get("tta_rotations", ())),
                 int8=dict(data.get("int8") or {}),
                 training_data=dict(data.get("training_data", {})),
                 metrics=dict(data.get("metrics", {})),
@@ -85,8 +87,23 @@ class ModelMetadata:
             raise ModelLoadError(f"The model's fer-realtime metadata is invalid ({exc}).") from exc
 
     @property
+    def tta(self):
+        from .tta import TestTimeAugmentation
+
+        return TestTimeAugmentation(flip=self.flip_tta, rotations=self.tta_rotations)
+
+    @property
     def channels(self) -> int:
         return 1 if self.preprocessing.color == "grayscale" else 3
+
+
+def _rotations(values) -> tuple[float, ...]:
+    from .tta import MAX_ROTATION
+
+    rotations = tuple(float(v) for v in values)
+    if any(not abs(a) <= MAX_ROTATION for a in rotations):
+        raise ValueError(f"test-time rotations {list(rotations)} beyond ±{MAX_ROTATION:g} degrees")
+    return rotations
 
 
 @dataclass

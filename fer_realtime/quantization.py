@@ -78,14 +78,6 @@ def run_tflite(content: bytes, x: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
-def flip_averaged(predict, x: np.ndarray, flip: bool) -> np.ndarray:
-    """`predict(x)`, averaged with `predict` of the mirror images when `flip`."""
-    probabilities = predict(x)
-    if flip:
-        probabilities = (probabilities + predict(np.ascontiguousarray(x[:, :, ::-1]))) * 0.5
-    return probabilities
-
-
 MAX_ACCURACY_DROP = 0.01  # the int8 copy is stored only if it loses at most this much selection accuracy
 
 
@@ -93,24 +85,15 @@ def int8_copy(model, metadata, train) -> tuple[bytes | None, object]:
     """(int8 flatbuffer or None, metadata with `int8` filled in) for a network trained on `train` (FaceArrays).
 
     Calibrates on faces from the part of `train` the network was fitted on and scores both networks on the
-    selection split recorded in its metadata (never on held-out data), flip averaging as the metadata says.
+    selection split recorded in its metadata (never on held-out data), with the test-time augmentation it records.
     """
     import dataclasses
 
-    from .datasets import stratified_split
-    from .errors import FerError
     from .preprocessing import normalize
+    from .training import model_selection_split
 
-    config = metadata.training_data.get("config") or {}
-    if "seed" not in config or "selection_fraction" not in config:
-        raise FerError("The model does not record the selection split it was trained with, so it cannot be quantized"
-                       " and checked without touching held-out data.")
-    seed, fraction = int(config["seed"]), float(config["selection_fraction"])
-    recorded = metadata.training_data.get("n_fit", 0) + metadata.training_data.get("n_selection", 0)
-    if recorded and recorded != len(train):
-        raise FerError(f"The model was trained on {recorded} images but this dataset's training part has {len(train)}:"
-                       " give the dataset it was trained on.")
-    fit, selection = stratified_split(train.labels, fraction, seed)
+    fit, selection = model_selection_split(metadata, train, "quantized")
+    seed = int(metadata.training_data["config"]["seed"])
     chosen = np.sort(np.random.default_rng(seed).choice(fit, size=min(CALIBRATION_FACES, len(fit)), replace=False))
 
     def model_input(images):
@@ -120,8 +103,8 @@ def int8_copy(model, metadata, train) -> tuple[bytes | None, object]:
     calibration, x_selection = model_input(train.images[chosen]), model_input(train.images[selection])
     y_selection = train.labels[selection]
     content = convert_int8(model, calibration)
-    float_p = flip_averaged(lambda x: model.predict(x, batch_size=256, verbose=0), x_selection, metadata.flip_tta)
-    int8_p = flip_averaged(lambda x: run_tflite(content, x), x_selection, metadata.flip_tta)
+    float_p = metadata.tta.predict(lambda x: model.predict(x, batch_size=256, verbose=0), x_selection)
+    int8_p = metadata.tta.predict(lambda x: run_tflite(content, x), x_selection)
     float_accuracy = float(np.mean(float_p.argmax(1) == y_selection))
     int8_accuracy = float(np.mean(int8_p.argmax(1) == y_selection))
     used = int8_accuracy >= float_accuracy - MAX_ACCURACY_DROP

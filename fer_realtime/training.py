@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import FaceArrays, stratified_split
+from .errors import FerError
 from .evaluation import EvaluationReport, evaluate_predictions
 from .model_io import ModelMetadata, Preprocessing
 from .preprocessing import normalize
+from .tta import NO_TTA, TestTimeAugmentation, candidates_for, choose
 
 
 @dataclass(frozen=True)
@@ -35,18 +37,18 @@ class TrainConfig:
     label_smoothing: float = 0.1
     photometric: float = 0.1  # brightness/contrast augmentation factor
     erasing: float = 0.25  # random-erasing probability
-    # Average the predictions for the face and its mirror image at inference. None: use it if it scores
-    # higher on the selection split (never on the held-out data).
+    # Test-time augmentation (tta.py). None: the candidate scoring highest on the selection split (never on the
+    # held-out data); False: none; True: one with mirror-image averaging.
     flip_tta: bool | None = None
 
 
 # Named recipes: the fields that differ from TrainConfig's defaults (the current recipe, "v2").
 RECIPES: dict[str, dict] = {
     # The first shipped model (FER2013 val 0.6152): fewer convolutions, no label smoothing, no photometric
-    # augmentation or erasing, no flip averaging.
+    # augmentation or erasing, no test-time augmentation.
     "v1": dict(convs_per_stage=(1, 2, 2, 2), label_smoothing=0.0, photometric=0.0, erasing=0.0, flip_tta=False),
-    # Two convolutions in the first stage, label smoothing, brightness/contrast and random erasing; flip
-    # averaging chosen on the selection split.
+    # Two convolutions in the first stage, label smoothing, brightness/contrast and random erasing; test-time
+    # augmentation (mirror image, small rotations) chosen on the selection split.
     "v2": {},
     # v2 at 1.5x the width (2.6 M parameters, about 2.3x the compute per face), for 50 epochs: the next candidate,
     # in training on the CPU (weights/README.md).
@@ -82,11 +84,22 @@ def build_model(config: TrainConfig, input_shape, num_classes: int):
     raise ValueError(f"unknown architecture {config.arch!r}")
 
 
-def predict_classes(model, x: np.ndarray, batch_size: int = 256, flip_tta: bool = False) -> np.ndarray:
-    probabilities = model.predict(x, batch_size=batch_size, verbose=0)
-    if flip_tta:
-        probabilities = probabilities + model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0)
-    return np.argmax(probabilities, axis=1)
+def predict_classes(model, x: np.ndarray, batch_size: int = 256, tta: TestTimeAugmentation = NO_TTA) -> np.ndarray:
+    return np.argmax(tta.predict(lambda views: model.predict(views, batch_size=batch_size, verbose=0), x), axis=1)
+
+
+def model_selection_split(metadata: ModelMetadata, train: FaceArrays, purpose: str) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, selection) indices into `train`: the split a trained model recorded in its metadata. FerError if it
+    recorded none or `train` is not the size it was trained on (then the split would not be the model's)."""
+    config = metadata.training_data.get("config") or {}
+    if "seed" not in config or "selection_fraction" not in config:
+        raise FerError(f"The model does not record the selection split it was trained with, so it cannot be {purpose}"
+                       " without touching held-out data.")
+    recorded = metadata.training_data.get("n_fit", 0) + metadata.training_data.get("n_selection", 0)
+    if recorded and recorded != len(train):
+        raise FerError(f"The model was trained on {recorded} images but this dataset's training part has {len(train)}:"
+                       " give the dataset it was trained on.")
+    return stratified_split(train.labels, float(config["selection_fraction"]), int(config["seed"]))
 
 
 @dataclass
@@ -161,24 +174,23 @@ def train_classifier(
     seconds = time.monotonic() - started
     if best_path.exists():
         model.load_weights(str(best_path))
-    plain = evaluate_predictions(y_sel, predict_classes(model, x_sel), train.classes)
-    flipped = evaluate_predictions(y_sel, predict_classes(model, x_sel, flip_tta=True), train.classes)
-    flip_tta = flipped.accuracy > plain.accuracy if config.flip_tta is None else config.flip_tta
-    selection_report = flipped if flip_tta else plain
+    tta = choose(lambda views: model.predict(views, batch_size=256, verbose=0), x_sel, y_sel,
+                 candidates_for(config.flip_tta))
+    selection_report = evaluate_predictions(y_sel, tta.probabilities.argmax(axis=1), train.classes)
     metadata = ModelMetadata(
         classes=tuple(train.classes),
         input_size=tuple(x_fit.shape[1:3]),
         preprocessing=preprocessing,
         architecture=config.arch,
-        flip_tta=flip_tta,
+        flip_tta=tta.chosen.flip,
+        tta_rotations=tta.chosen.rotations,
         training_data={
             "n_fit": int(len(y_fit)),
             "n_selection": int(len(y_sel)),
             "class_counts": {c: int(n) for c, n in zip(train.classes, np.bincount(y_fit, minlength=num_classes))},
             "config": asdict(config),
         },
-        metrics={"selection_accuracy": selection_report.accuracy,
-                 "selection_accuracy_without_flip": plain.accuracy, "selection_accuracy_with_flip": flipped.accuracy},
+        metrics={"selection_accuracy": selection_report.accuracy, "selection_accuracy_by_tta": tta.accuracy},
     )
     return TrainResult(model=model, metadata=metadata, history=dict(history.history),
                        selection_report=selection_report, seconds=seconds)

@@ -176,7 +176,7 @@ def test_page_renders_models_and_training_record(monkeypatch, tmp_path):
     if metadata.command:
         assert metadata.command in codes
     notes = " ".join(m.value for m in app.markdown)
-    assert "mirror-image averaging: " + ("on" if metadata.flip_tta else "off") in notes
+    assert "test-time augmentation: " + metadata.tta.describe() in notes
     if metadata.int8.get("used"):
         assert "int8 TensorFlow Lite copy" in notes
     assert app.sidebar.radio(key="detector").options == ["haar", "mediapipe"]

@@ -38,7 +38,7 @@ def run_ensemble(tmp_path, data, members, *extra):
 
 def test_ensemble_averages_its_members_and_matches_evaluate(tmp_path, data, capsys):
     members = [save_member(tmp_path / "a.keras", 1), save_member(tmp_path / "b.keras", 2)]
-    code, out = run_ensemble(tmp_path, data, members, "--flip-tta", "off")
+    code, out = run_ensemble(tmp_path, data, members, "--tta", "none")
     assert code == 0
     printed = capsys.readouterr().out
     assert "a.keras" in printed and "b.keras" in printed and "ensemble" in printed
@@ -64,7 +64,7 @@ def test_ensemble_averages_its_members_and_matches_evaluate(tmp_path, data, caps
 
 def test_flip_averaging_can_be_forced(tmp_path, data):
     members = [save_member(tmp_path / "a.keras", 1), save_member(tmp_path / "b.keras", 2)]
-    code, out = run_ensemble(tmp_path, data, members, "--flip-tta", "on")
+    code, out = run_ensemble(tmp_path, data, members, "--tta", "flip")
     assert code == 0 and load_model(out).metadata.flip_tta is True
 
 
@@ -97,7 +97,7 @@ def test_one_member_or_a_bad_member_file_is_refused(tmp_path, data, capsys):
 
 def test_an_ensemble_file_serves_as_the_transfer_backbone(tmp_path, data):
     members = [save_member(tmp_path / "a.keras", 1), save_member(tmp_path / "b.keras", 2)]
-    code, out = run_ensemble(tmp_path, data, members, "--flip-tta", "off")
+    code, out = run_ensemble(tmp_path, data, members, "--tta", "none")
     assert code == 0
     transfer = build_transfer(TransferConfig(weights_path=str(out), head_units=8, augment=False))
     first_member = load_model(members[0]).model
