@@ -1214,8 +1214,6 @@ def _use_model(path: str) -> None:
 
 
 def results_view(status: dict, run_dir: Path) -> None:
-    import pandas as pd
-
     from fer_realtime.charts import comparison_figure
 
     state = status.get("state")

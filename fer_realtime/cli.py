@@ -62,7 +62,9 @@ def _int8_copy(model, metadata, train):
     return int8_tflite, metadata
 
 
-def cmd_quantize(args) -> int:
+def _model_and_its_data(args):
+    """(out path, loaded model, dataset, train, held-out, held-out name) for commands that rework a trained model:
+    OUT defaults to MODEL; the dataset must have the model's classes."""
     from .datasets import load_dataset, train_heldout_split
     from .model_io import load_model
 
@@ -72,7 +74,14 @@ def cmd_quantize(args) -> int:
     loaded = load_model(args.model)
     dataset = load_dataset(args.data, cache_dir=args.cache_dir)
     train, heldout, heldout_name = train_heldout_split(dataset)
-    _check_classes(train, loaded.metadata)
+    if tuple(train.classes) != tuple(loaded.metadata.classes):
+        raise FerError(f"The dataset's classes {list(train.classes)} differ from the model's "
+                       f"{list(loaded.metadata.classes)}.")
+    return out, loaded, dataset, train, heldout, heldout_name
+
+
+def cmd_quantize(args) -> int:
+    out, loaded, dataset, train, heldout, heldout_name = _model_and_its_data(args)
     int8_tflite, metadata = _int8_copy(loaded.model, loaded.metadata, train)
     _save_with_heldout_metrics(
         loaded.model, metadata, out, heldout, heldout_name, dataset.source,
@@ -150,20 +159,12 @@ def cmd_ensemble(args) -> int:
 def cmd_tta(args) -> int:
     """Choose a trained model's test-time augmentation on its selection split; its int8 copy is made again and
     checked under the new views; the held-out figures are measured again."""
-    from .datasets import load_dataset, train_heldout_split
     from .evaluation import evaluate_predictions
-    from .model_io import load_model
     from .preprocessing import normalize
     from .training import model_selection_split
     from .tta import choose, preset_candidates
 
-    out = Path(args.out or args.model)
-    if out.suffix != ".keras" or out.is_dir():
-        raise FerError(f"--out {out} must be a file name ending in .keras.")
-    loaded = load_model(args.model)
-    dataset = load_dataset(args.data, cache_dir=args.cache_dir)
-    train, heldout, heldout_name = train_heldout_split(dataset)
-    _check_classes(train, loaded.metadata)
+    out, loaded, dataset, train, heldout, heldout_name = _model_and_its_data(args)
     _, selection = model_selection_split(loaded.metadata, train, "given a test-time augmentation")
     x = normalize(train.images[selection], loaded.metadata.preprocessing)
     if loaded.metadata.channels == 3:
@@ -198,11 +199,6 @@ HELDOUT_METRICS = ("heldout_accuracy", "heldout_data", "per_class_recall")
 def _without_heldout(metrics: dict) -> dict:
     """A model's metrics less its held-out figures (replaced whenever the model is evaluated and saved again)."""
     return {k: v for k, v in metrics.items() if k not in HELDOUT_METRICS}
-
-
-def _check_classes(train, metadata) -> None:
-    if tuple(train.classes) != tuple(metadata.classes):
-        raise FerError(f"The dataset's classes {list(train.classes)} differ from the model's {list(metadata.classes)}.")
 
 
 def _kept_metrics(model_path: Path) -> dict:

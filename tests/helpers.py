@@ -53,6 +53,23 @@ def tiny_model(num_classes: int = 7, input_size=(48, 48)):
     )
 
 
+def fitted_tiny_model(data_root: Path, seed: int, epochs: int):
+    """A tiny network fitted briefly on the training part of the dataset at `data_root` (all of it: the tests
+    that use it record a selection split in the metadata but need no honest selection figures)."""
+    import keras
+
+    from fer_realtime.datasets import load_dataset
+    from fer_realtime.model_io import Preprocessing
+    from fer_realtime.preprocessing import normalize
+
+    keras.utils.set_random_seed(seed)
+    train = load_dataset(data_root).train
+    model = tiny_model()
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    model.fit(normalize(train.images, Preprocessing()), train.labels, epochs=epochs, batch_size=16, verbose=0)
+    return model
+
+
 def save_tiny_model(path: Path, num_classes: int = 7) -> Path:
     from fer_realtime.labels import EMOTIONS
     from fer_realtime.model_io import ModelMetadata, save_model

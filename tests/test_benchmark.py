@@ -1,10 +1,9 @@
 import json
 
-import numpy as np
 import pytest
 
 from fer_realtime.benchmark import (
-    BenchFrame, count_found, format_rows, load_face_crops, make_frames, make_sequence, run_benchmark,
+    count_found, format_rows, load_face_crops, make_frames, make_sequence, run_benchmark,
 )
 from fer_realtime.cli import main
 from helpers import write_class_folders

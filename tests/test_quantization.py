@@ -13,7 +13,7 @@ from fer_realtime.engine import InferenceEngine
 from fer_realtime.model_io import LoadedModel, ModelMetadata, load_model, save_model
 from fer_realtime.preprocessing import normalize
 from fer_realtime.quantization import convert_int8
-from helpers import tiny_model, write_train_val
+from helpers import fitted_tiny_model, tiny_model, write_train_val
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +25,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(data, tmp_path_factory):
     """A tiny network fitted briefly on the synthetic faces, saved with its selection split recorded."""
-    keras.utils.set_random_seed(3)
-    train = load_dataset(data).train
-    model = tiny_model()
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-    model.fit(normalize(train.images, ModelMetadata().preprocessing), train.labels, epochs=8, batch_size=16, verbose=0)
+    model = fitted_tiny_model(data, seed=3, epochs=8)
     metadata = ModelMetadata(architecture="cnn", command="python -m fer_realtime train (the original command)",
                              training_data={"config": {"seed": 1234, "selection_fraction": 0.1}})
     return save_model(model, metadata, tmp_path_factory.mktemp("models") / "tiny.keras")

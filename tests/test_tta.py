@@ -3,17 +3,14 @@
 import dataclasses
 import json
 
-import keras
 import numpy as np
 import pytest
 
 from fer_realtime.cli import main
-from fer_realtime.datasets import load_dataset
 from fer_realtime.engine import InferenceEngine
 from fer_realtime.model_io import ModelMetadata, load_model, read_metadata, save_model
-from fer_realtime.preprocessing import normalize
-from fer_realtime.tta import CANDIDATES, NO_TTA, PRESETS, TestTimeAugmentation, choose, rotate
-from helpers import save_tiny_model, tiny_model, write_train_val
+from fer_realtime.tta import CANDIDATES, NO_TTA, PRESETS, choose, rotate
+from helpers import fitted_tiny_model, save_tiny_model, tiny_model, write_train_val
 
 ROTATE = PRESETS["flip+rotate"]
 
@@ -105,11 +102,7 @@ def data(tmp_path_factory):
 
 
 def test_tta_command_chooses_on_the_selection_split_and_rewrites_the_figures(data, tmp_path, capsys):
-    keras.utils.set_random_seed(5)
-    train = load_dataset(data).train
-    model = tiny_model()
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-    model.fit(normalize(train.images, ModelMetadata().preprocessing), train.labels, epochs=4, batch_size=16, verbose=0)
+    model = fitted_tiny_model(data, seed=5, epochs=4)
     metadata = ModelMetadata(architecture="cnn", command="python -m fer_realtime train (original)",
                              training_data={"config": {"seed": 1234, "selection_fraction": 0.1}},
                              metrics={"heldout_accuracy": 0.01, "selection_accuracy_with_flip": 0.3})
