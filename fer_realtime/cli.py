@@ -414,10 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("quantize", help="store an int8 copy of a trained model in its file (about 4x faster on CPUs)")
-    p.add_argument("model", metavar="MODEL", help="a fer-realtime .keras file")
-    p.add_argument("--data", required=True, help="the dataset it was trained on: calibration and selection split")
-    p.add_argument("--out", default=None, help="write here instead of replacing MODEL")
-    p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "fer-realtime"))
+    _add_rework_arguments(p, data_help="the dataset it was trained on: calibration and selection split")
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("ensemble", help="average trained models into one model file (one batched call per frame)")
@@ -429,11 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("tta", help="choose a trained model's test-time augmentation on its selection split")
-    p.add_argument("model", metavar="MODEL", help="a fer-realtime .keras file")
-    p.add_argument("--data", required=True, help="the dataset it was trained on: its selection split decides")
+    _add_rework_arguments(p, data_help="the dataset it was trained on: its selection split decides")
     _add_tta_option(p)
-    p.add_argument("--out", default=None, help="write here instead of replacing MODEL")
-    p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "fer-realtime"))
     p.set_defaults(func=cmd_tta)
 
     p = sub.add_parser("compare", help="train several architectures on the same data and chart them")
@@ -447,6 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_media_commands(sub)
     return parser
+
+
+def _add_rework_arguments(p, data_help: str) -> None:
+    """The arguments of commands that rework a trained model in place or into --out (_model_and_its_data)."""
+    p.add_argument("model", metavar="MODEL", help="a fer-realtime .keras file")
+    p.add_argument("--data", required=True, help=data_help)
+    p.add_argument("--out", default=None, help="write here instead of replacing MODEL")
+    p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "fer-realtime"))
 
 
 def _add_tta_option(p) -> None:

@@ -44,8 +44,8 @@ class InferenceEngine:
     `runtime="auto"` uses TFLite/XNNPACK for batches of up to MAX_TFLITE_BATCH faces on a CPU (converted on
     first use), the TensorFlow graph otherwise; `runtime="tensorflow"` always uses the graph. Each face is
     classified in the views of the model's test-time augmentation (`metadata.tta`: mirror image, small
-    rotations), all in the same call, and their predictions are averaged. Safe to call from several threads (the live page's stream workers and the photo
-    sidebar share one engine).
+    rotations), all in the same call, and their predictions are averaged. Safe to call from several threads
+    (the live page's stream workers and the photo sidebar share one engine).
     """
 
     def __init__(self, loaded: LoadedModel, runtime: str | None = None):
@@ -56,6 +56,7 @@ class InferenceEngine:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
         self.loaded = loaded
         self.metadata = loaded.metadata
+        self._tta = loaded.metadata.tta
         self._model = loaded.model
         self.backend = keras.backend.backend()
         height, width = self.metadata.input_size
@@ -90,7 +91,7 @@ class InferenceEngine:
         n = batch.shape[0]
         if n == 0:
             return np.zeros((0, len(self.metadata.classes)), dtype=np.float32)
-        tta = self.metadata.tta
+        tta = self._tta
         views = np.ascontiguousarray(tta.expand(np.asarray(batch, dtype=np.float32)))
         out = None
         if self._use_tflite and (self._int8 is not None or n <= MAX_TFLITE_BATCH):

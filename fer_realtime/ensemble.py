@@ -9,15 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from .datasets import FaceArrays, stratified_split
 from .errors import FerError
 from .evaluation import EvaluationReport, evaluate_predictions
 from .model_io import LoadedModel, ModelMetadata
 from .preprocessing import normalize
-from .training import predict_classes
-from .tta import CANDIDATES, NO_TTA, TestTimeAugmentation, TTAChoice, choose
+from .tta import CANDIDATES, NO_TTA, PRESETS, TestTimeAugmentation, TTAChoice, choose
 
 
 class EnsembleError(FerError, ValueError):
@@ -80,12 +77,14 @@ def selection_scores(members: Sequence[LoadedModel], ensemble, train: FaceArrays
     x = normalize(train.images[selection], members[0].metadata.preprocessing)
     y = train.labels[selection]
 
-    def accuracy(model, tta: TestTimeAugmentation) -> float:
-        return float(np.mean(predict_classes(model, x, tta=tta) == y))
+    def predict(model):
+        return lambda views: model.predict(views, batch_size=256, verbose=0)
 
-    flip = TestTimeAugmentation(flip=True)
-    scores = {m.path.name: {"plain": accuracy(m.model, NO_TTA), "flip": accuracy(m.model, flip)} for m in members}
-    chosen = choose(lambda views: ensemble.predict(views, batch_size=256, verbose=0), x, y, candidates)
+    scores = {}
+    for member in members:
+        accuracy = choose(predict(member.model), x, y, (NO_TTA, PRESETS["flip"])).accuracy
+        scores[member.path.name] = {"plain": accuracy[NO_TTA.name], "flip": accuracy[PRESETS["flip"].name]}
+    chosen = choose(predict(ensemble), x, y, candidates)
     return SelectionScores(members=scores, ensemble=chosen,
                            report=evaluate_predictions(y, chosen.probabilities.argmax(axis=1), train.classes))
 

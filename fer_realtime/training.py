@@ -15,7 +15,7 @@ from .errors import FerError
 from .evaluation import EvaluationReport, evaluate_predictions
 from .model_io import ModelMetadata, Preprocessing
 from .preprocessing import normalize
-from .tta import NO_TTA, TestTimeAugmentation, candidates_for, choose
+from .tta import candidates_for, choose
 
 
 @dataclass(frozen=True)
@@ -82,10 +82,6 @@ def build_model(config: TrainConfig, input_shape, num_classes: int):
             dropout=config.dropout, photometric=config.photometric, erasing=config.erasing,
         ))
     raise ValueError(f"unknown architecture {config.arch!r}")
-
-
-def predict_classes(model, x: np.ndarray, batch_size: int = 256, tta: TestTimeAugmentation = NO_TTA) -> np.ndarray:
-    return np.argmax(tta.predict(lambda views: model.predict(views, batch_size=batch_size, verbose=0), x), axis=1)
 
 
 def model_selection_split(metadata: ModelMetadata, train: FaceArrays, purpose: str) -> tuple[np.ndarray, np.ndarray]:

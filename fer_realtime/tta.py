@@ -63,16 +63,18 @@ class TestTimeAugmentation:
         mirrored = (", each with its mirror image" if self.rotations else " and its mirror image") if self.flip else ""
         return f"on: {upright}{mirrored} ({self.views} views in the same call, averaged)"
 
-    def _view_keys(self) -> list[tuple[float, bool]]:
-        angles = [0.0, *self.rotations]
-        return [(a, False) for a in angles] + ([(a, True) for a in angles] if self.flip else [])
+    @property
+    def view_keys(self) -> tuple[tuple[float, bool], ...]:
+        """(angle, mirrored) of every view, in the order `expand` lays them out."""
+        angles = (0.0, *self.rotations)
+        return tuple((a, False) for a in angles) + (tuple((a, True) for a in angles) if self.flip else ())
 
     def expand(self, batch: np.ndarray) -> np.ndarray:
         """(N, H, W, C) -> (views * N, H, W, C), view by view."""
         if self.views == 1:
             return batch
         turned = {0.0: batch, **{a: rotate(batch, a) for a in self.rotations}}
-        return np.concatenate([turned[a][:, :, ::-1] if mirrored else turned[a] for a, mirrored in self._view_keys()])
+        return np.concatenate([turned[a][:, :, ::-1] if mirrored else turned[a] for a, mirrored in self.view_keys])
 
     def combine(self, probabilities: np.ndarray, n: int) -> np.ndarray:
         """(views * N, K) predictions of `expand`ed faces -> (N, K), the mean over the views."""
@@ -99,7 +101,7 @@ class _ViewCache:
         return self._done[key]
 
     def average(self, tta: TestTimeAugmentation) -> np.ndarray:
-        return sum(self.view(a, m) for a, m in tta._view_keys()) / tta.views
+        return sum(self.view(a, m) for a, m in tta.view_keys) / tta.views
 
 
 NO_TTA = TestTimeAugmentation()
