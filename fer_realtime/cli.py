@@ -8,9 +8,13 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .atomic import write_bytes_atomic, write_json_atomic
 from .errors import FerError
+
+if TYPE_CHECKING:
+    from .experiments import ExperimentConfig
 
 
 def _check_training_numbers(args) -> None:
@@ -316,7 +320,7 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _experiment_config(args, archs) -> "ExperimentConfig":
+def _experiment_config(args, archs) -> ExperimentConfig:
     from .experiments import ARCHITECTURES, ExperimentConfig
 
     unknown = [a for a in archs if a not in ARCHITECTURES]

@@ -336,6 +336,38 @@ def load_dataset(
     )
 
 
+def dataset_signature(path: Path) -> tuple:
+    """A cheap fingerprint of a dataset on disk, for a cache key: the mtimes of the file, or of the folder and its
+    sub-folders two levels down (adding or removing an image changes its class folder's mtime) and of the files
+    near the top that are not images (a CSV or an X/Y pair)."""
+    try:
+        top = path.stat()
+    except OSError:
+        return ("missing", str(path))
+    if not path.is_dir():
+        return ("file", top.st_mtime_ns, top.st_size)
+    signature = [(".", top.st_mtime_ns)]
+    pending = [(path, 0)]
+    while pending:
+        folder, depth = pending.pop()
+        try:
+            children = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for child in children:
+            try:
+                if child.is_dir():
+                    if depth < 2:
+                        signature.append((os.path.relpath(child.path, path), child.stat().st_mtime_ns))
+                        pending.append((Path(child.path), depth + 1))
+                elif depth < 2 and Path(child.name).suffix.lower() not in IMAGE_SUFFIXES:
+                    stat = child.stat()
+                    signature.append((os.path.relpath(child.path, path), stat.st_mtime_ns, stat.st_size))
+            except OSError:
+                continue
+    return tuple(signature)
+
+
 def _load_from_folder(path: Path, size, require_all_classes: bool, cache_dir) -> Dataset:
     pair = find_npy_pair(path)
     if pair is not None:
@@ -770,6 +802,14 @@ def load_uploaded_dataset(
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+
+
+def upload_digest(files: list[tuple[str, bytes]]) -> str:
+    """A short fingerprint of uploaded (name, content) files, the same whatever their order."""
+    digest = hashlib.sha256()
+    for name, content in sorted(files):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(content).digest())
+    return digest.hexdigest()[:20]
 
 
 def _upload_kind(files: list[tuple[str, bytes]]) -> str:

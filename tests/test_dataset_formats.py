@@ -23,7 +23,7 @@ from fer_realtime.datasets import (
 )
 from fer_realtime.errors import DatasetError
 from fer_realtime.labels import EMOTIONS
-from helpers import zip_bytes
+from helpers import write_class_folders, zip_bytes
 
 
 def faces(per_class=3, size=(48, 48), seed=0, classes=range(7)):
@@ -434,3 +434,33 @@ def test_upload_npy_pair_with_any_x_y_names(tmp_path):
 def test_upload_of_unsupported_file_sets(tmp_path, names, expected):
     assert expected in error_of(load_uploaded_dataset, [(n, b"x") for n in names], tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dataset_signature_changes_when_images_or_files_change_but_not_otherwise(tmp_path):
+    import os
+    import time
+
+    from fer_realtime.datasets import dataset_signature
+
+    root = write_class_folders(tmp_path / "data" / "train", {"happy": 2, "sad": 2}).parent
+    first = dataset_signature(root)
+    assert dataset_signature(root) == first
+    time.sleep(0.01)
+    (root / "train" / "happy" / "happy_000.png").unlink()  # the class folder's mtime moves
+    second = dataset_signature(root)
+    assert second != first
+    (root / "labels.csv").write_text("emotion,pixels\n")
+    assert dataset_signature(root) != second
+    assert dataset_signature(tmp_path / "missing") == ("missing", str(tmp_path / "missing"))
+    csv_file = root / "labels.csv"
+    os.utime(csv_file, ns=(1, 1))
+    assert dataset_signature(csv_file) == ("file", 1, csv_file.stat().st_size)
+
+
+def test_upload_digest_ignores_the_order_of_the_files():
+    from fer_realtime.datasets import upload_digest
+
+    files = [("X.npy", b"abc"), ("Y.npy", b"def")]
+    assert upload_digest(files) == upload_digest(files[::-1]) and len(upload_digest(files)) == 20
+    assert upload_digest(files) != upload_digest([("X.npy", b"abc"), ("Y.npy", b"deg")])
+    assert upload_digest(files) != upload_digest([("X2.npy", b"abc"), ("Y.npy", b"def")])

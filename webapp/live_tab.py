@@ -1,0 +1,101 @@
+"""The Live tab: the webcam through WebRTC into the session's LiveSession, and its figures beside the video."""
+
+from __future__ import annotations
+
+import time
+
+import av
+import pandas as pd
+import streamlit as st
+from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
+from fer_realtime.live import LiveSession, LiveUpdate
+from fer_realtime.model_catalog import ModelEntry
+
+
+def live_session() -> LiveSession:
+    if "live_session" not in st.session_state:
+        st.session_state["live_session"] = LiveSession()
+    return st.session_state["live_session"]
+
+
+def frame_callback(session: LiveSession):
+    """streamlit-webrtc's video_frame_callback for `session` (one per session, so every rerun hands the streamer
+    the same function): it runs in a worker thread and never calls Streamlit."""
+    if st.session_state.get("live_callback", (None,))[0] is not session:
+
+        def callback(frame: av.VideoFrame) -> av.VideoFrame:
+            return av.VideoFrame.from_ndarray(session.process(frame.to_ndarray(format="bgr24")), format="bgr24")
+
+        st.session_state["live_callback"] = (session, callback)
+    return st.session_state["live_callback"][1]
+
+
+def live_figures(update: LiveUpdate | None, waiting_since: float, idle_s: float = 0.0) -> None:
+    if update is None:
+        st.info(f"Waiting for the first processed frame… ({time.monotonic() - waiting_since:.0f} s)")
+        return
+    if idle_s >= 3.0:
+        st.warning(f"No frame processed for {idle_s:.0f} s; these figures are from the last one.")
+    if update.error:
+        st.error(f"A frame could not be processed, so it is shown unannotated: {update.error}")
+        return
+    cols = st.columns(3)  # the figures of `fer-realtime bench`, over the last 60 frames
+    cols[0].metric("Frames/s", f"{update.fps:.1f}")
+    cols[1].metric("ms per frame", f"{update.ms:.0f}", help="Median over the last 60 frames.")
+    cols[2].metric("p90 ms", f"{update.ms_p90:.0f}", help="90 % of the last 60 frames took at most this long.")
+    cols = st.columns(3)
+    cols[0].metric("Faces", len(update.faces))
+    cols[1].metric("Device", update.device)
+    st.caption(f"{update.detector} face detector · model {update.model} · {update.frames} frames processed")
+    if update.faces:
+        st.table(
+            pd.DataFrame(
+                {
+                    "track id": [f.track_id for f in update.faces],
+                    "emotion": [f.label for f in update.faces],
+                    "confidence": [f"{f.confidence:.0%}" for f in update.faces],
+                }
+            ),
+            hide_index=True,
+        )
+    else:
+        st.markdown("No face in view.")
+
+
+def live_tab(entry: ModelEntry | None, detector: str, ice_servers: list) -> None:
+    session = live_session()
+    if entry is None:
+        st.info("Choose a model that loads to start the live view.")
+        return
+    session.choose(detector, entry.path)
+    video_column, figures_column = st.columns([3, 2], gap="medium")
+    with video_column:
+        ctx = webrtc_streamer(
+            key="fer-live",
+            mode=WebRtcMode.SENDRECV,
+            video_frame_callback=frame_callback(session),
+            media_stream_constraints={"video": {"width": 640, "height": 480}, "audio": False},
+            async_processing=True,
+            rtc_configuration={"iceServers": ice_servers},
+        )
+    if not ctx.state.playing:
+        session.end_stream()
+        figures_column.info("Press START and allow the camera: each face gets a box and its emotion, and the live "
+                            "figures appear here.")
+        return
+    placeholder = figures_column.empty()
+    started = time.monotonic()
+    last, received_at, rendered_at = None, started, 0.0
+    # The frame callback and this loop run in different threads; the figures follow the video closely, not
+    # exactly. A widget change or STOP reruns the script, which ends this loop; so does a closed browser tab,
+    # at the next Streamlit call, which is why the figures are redrawn at least once a second.
+    while ctx.state.playing:
+        update, now = session.latest(), time.monotonic()
+        if update is not None:
+            last, received_at = update, now
+        if update is not None or now - rendered_at >= 1.0:
+            with placeholder.container():
+                live_figures(last, started, idle_s=now - received_at)
+            rendered_at = now
+        time.sleep(0.1)
