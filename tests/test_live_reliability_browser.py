@@ -266,8 +266,12 @@ def _plain_keras_model(path: Path) -> Path:
 
 
 def _upload_model(page, name: str, data: bytes) -> None:
-    sidebar(page).locator('.st-key-model_upload input[type="file"]').set_input_files(
+    """As a person does: once the page has finished its rerun, pick the file; the uploader then lists it."""
+    wait_until_idle(page)  # a file set on the uploader while its rerun redraws it can be dropped
+    uploader = sidebar(page).locator('.st-key-model_upload')
+    uploader.locator('input[type="file"]').set_input_files(
         [{"name": name, "mimeType": "application/octet-stream", "buffer": data}])
+    uploader.get_by_text(name, exact=True).wait_for(timeout=30_000)
 
 
 def test_model_upload_checks_the_file_before_it_is_offered(page, server, folders, tmp_path):
