@@ -127,6 +127,36 @@ def _save_with_heldout_metrics(model, metadata, out: Path, heldout, heldout_name
     print(f"saved {out} and {out.with_suffix('.metrics.json')}")
 
 
+def cmd_average(args) -> int:
+    """Stochastic weight averaging of a trained model (weight_averaging.py), then its int8 copy and held-out figures."""
+    from .weight_averaging import AveragingConfig, average_trained_model
+
+    if args.epochs < 1:
+        raise FerError(f"--epochs must be at least 1, got {args.epochs}.")
+    if not args.learning_rate > 0:
+        raise FerError(f"--learning-rate must be above 0, got {args.learning_rate}.")
+    out, loaded, dataset, train, heldout, heldout_name = _model_and_its_data(args)
+    if "config" not in loaded.metadata.training_data or loaded.metadata.architecture != "cnn":
+        raise FerError(f"{Path(args.model).name} is not a CNN trained by `train`; only those can be averaged.")
+    config = AveragingConfig(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
+    checkpoints = Path(args.checkpoints) if args.checkpoints else out.with_name(out.stem + "-checkpoints")
+    print(f"averaging {Path(args.model).name} over {config.epochs} more epochs; checkpoints in {checkpoints}",
+          flush=True)
+    result = average_trained_model(train, loaded, config, checkpoints, verbose=2 if args.verbose else 0)
+    print("selection split: " + ", ".join(f"tta {k} {v:.4f}" for k, v in result.metadata.metrics[
+        "selection_accuracy_by_tta"].items()) + f"; chosen {result.metadata.tta.name}", flush=True)
+    int8_tflite, metadata = _int8_copy(result.model, result.metadata, train)
+    _save_with_heldout_metrics(
+        result.model, metadata, out, heldout, heldout_name, dataset.source,
+        {"selection_accuracy": result.selection_report.accuracy, "tta": metadata.tta.name,
+         "selection_metrics": metadata.metrics, "int8": metadata.int8,
+         "averaged_model": {"file": Path(args.model).name, "command": loaded.metadata.command},
+         "train_seconds_this_run": round(result.seconds, 1), "averaging_epochs": config.epochs},
+        command=args.command_line, int8_tflite=int8_tflite,
+    )
+    return 0
+
+
 def cmd_ensemble(args) -> int:
     from .datasets import load_dataset, train_heldout_split
     from .ensemble import build_ensemble, check_members, ensemble_metadata, selection_scores
@@ -420,6 +450,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quantize", help="store an int8 copy of a trained model in its file (about 4x faster on CPUs)")
     _add_rework_arguments(p, data_help="the dataset it was trained on: calibration and selection split")
     p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("average", help="train a model further and average its weights over the epochs (SWA)")
+    _add_rework_arguments(p, data_help="the dataset it was trained on (its recorded split is kept)")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--learning-rate", type=float, default=2e-4, help="at the start of each epoch's cosine cycle")
+    p.add_argument("--seed", type=int, default=4321, help="of the augmentation and shuffling of the further training")
+    p.add_argument("--checkpoints", default=None, help="checkpoint folder (resumes an interrupted run)")
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(func=cmd_average)
 
     p = sub.add_parser("ensemble", help="average trained models into one model file (one batched call per frame)")
     p.add_argument("members", nargs="+", metavar="MODEL", help="fer-realtime .keras files trained on the same split")
