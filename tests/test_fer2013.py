@@ -15,9 +15,11 @@ needs_fer2013 = pytest.mark.skipif(not (FER2013 / "val").is_dir(), reason=f"FER2
 def test_shipped_model_and_metrics_file_exist():
     assert SHIPPED_MODEL_PATH.is_file()
     metrics = json.loads(SHIPPED_MODEL_PATH.with_suffix(".metrics.json").read_text())
-    assert metrics["command"].startswith("python -m fer_realtime train")
-    assert metrics["heldout"]["accuracy"] >= 0.64
-    assert metrics["int8"]["used"] and metrics["quantize_command"].startswith("python -m fer_realtime quantize")
+    # Made by `average` from a model made by `train` (weights/README.md): both commands are on record.
+    assert metrics["command"].startswith("python -m fer_realtime average ")
+    assert metrics["averaged_model"]["command"].startswith("python -m fer_realtime train ")
+    assert metrics["heldout"]["accuracy"] >= 0.66
+    assert metrics["int8"]["used"]
 
 
 def test_shipped_model_carries_an_int8_copy_of_its_own_weights():
