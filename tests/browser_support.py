@@ -21,9 +21,10 @@ import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 try:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError, sync_playwright
 except ImportError:  # pragma: no cover - CI installs it
     sync_playwright = None
+    PlaywrightTimeoutError = TimeoutError
 
 BROWSER_ARGS = ("--no-sandbox", "--disable-background-networking", "--disable-gpu")
 FAKE_CAMERA_ARGS = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")

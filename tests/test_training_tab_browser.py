@@ -25,6 +25,7 @@ from types import SimpleNamespace
 
 import pytest
 from browser_support import (
+    PlaywrightTimeoutError,
     StreamlitServer,
     assert_no_traceback,
     choose_option,
@@ -132,6 +133,7 @@ def _set_training_options(page, epochs: int, batch: int, name: str, archs=("cnn"
     wait_until_idle(page)  # a rerun in flight would hide the chosen tags and make a chosen model look missing
     main = main_area(page)
     multiselect = main.locator('[data-testid="stMultiSelect"]').filter(has_text="Models")
+    multiselect.wait_for()  # after a dataset load the options may still be on their way: no tags is not "none chosen"
     for arch in ("cnn", "rnn", "transfer"):
         tag = multiselect.locator(f'[data-tag][aria-label^="{arch} —"]')
         if arch not in archs and tag.count():
@@ -139,15 +141,28 @@ def _set_training_options(page, epochs: int, batch: int, name: str, archs=("cnn"
             multiselect.get_by_role("button", name=f"Remove {label}").click()
             wait_until_idle(page)
         elif arch in archs and not tag.count():
-            multiselect.get_by_role("combobox").click()
-            page.get_by_role("option").filter(has_text=f"{arch} —").click()
-            page.keyboard.press("Escape")
-            wait_until_idle(page)
+            _add_model(page, multiselect, arch)
     chosen = [t.split(" —")[0] for t in multiselect.locator("[data-tag]").all_inner_texts()]
     assert sorted(chosen) == sorted(archs), chosen
     _fill(page, "Epochs", str(epochs))
     choose_option(page, "Batch size", str(batch))
     _fill(page, "Run name", name)
+
+
+def _add_model(page, multiselect, arch: str, attempts: int = 3) -> None:
+    """Choose `arch` in the Models multiselect. A rerun landing while the list is open closes it, or shows the
+    tag after all (chosen models leave the list), so look again and retry rather than wait on a missing option."""
+    tag = multiselect.locator(f'[data-tag][aria-label^="{arch} —"]')
+    for _ in range(attempts):
+        if tag.count():
+            return
+        multiselect.get_by_role("combobox").click()
+        try:
+            page.get_by_role("option").filter(has_text=f"{arch} —").click(timeout=10_000)
+        except PlaywrightTimeoutError:
+            pass
+        page.keyboard.press("Escape")
+        wait_until_idle(page)
 
 
 def _newest_run(runs_dir: Path) -> dict:
