@@ -350,6 +350,58 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _faces_to_compare_on(args, loaded_models):
+    """(faces, labels, description) for compare-models: the dataset's held-out part, or the selection split that
+    both models recorded (FerError if they recorded different ones)."""
+    from .datasets import load_dataset, train_heldout_split
+    from .training import model_selection_split
+
+    first = loaded_models[0].metadata
+    for other in loaded_models[1:]:
+        if tuple(other.metadata.classes) != tuple(first.classes) or other.metadata.input_size != first.input_size:
+            raise FerError("The two models differ in their classes or input size, so they cannot be compared face "
+                           "by face.")
+    height, width = first.input_size
+    dataset = load_dataset(args.data, size=(height, width), cache_dir=args.cache_dir)
+    train, heldout, heldout_name = train_heldout_split(dataset)
+    if tuple(train.classes) != tuple(first.classes):
+        raise FerError(f"The dataset's classes {list(train.classes)} differ from the models' {list(first.classes)}.")
+    if args.split == "heldout":
+        return heldout.images, heldout.labels, f"{heldout_name}, n={len(heldout)}"
+    import numpy as np
+
+    splits = [model_selection_split(m.metadata, train, "compared on its selection split")[1] for m in loaded_models]
+    if any(not np.array_equal(splits[0], s) for s in splits[1:]):
+        raise FerError("The two models were trained with different selection splits; compare them on --split heldout.")
+    return train.images[splits[0]], train.labels[splits[0]], f"selection split of {dataset.source}, n={len(splits[0])}"
+
+
+def cmd_compare_models(args) -> int:
+    import numpy as np
+
+    from .paired_comparison import compare_predictions
+    from .preprocessing import normalize
+    from .recognizer import get_engine
+
+    engines = [get_engine(path) for path in (args.model_a, args.model_b)]
+    faces, labels, description = _faces_to_compare_on(args, [e.loaded for e in engines])
+    probabilities = []
+    for engine in engines:
+        x = normalize(faces, engine.metadata.preprocessing)
+        if engine.metadata.channels == 3:
+            x = x.repeat(3, axis=-1)
+        probabilities.append(np.concatenate([engine.predict(x[i : i + 256]) for i in range(0, len(x), 256)])
+                             if len(x) else np.zeros((0, len(engine.metadata.classes)), dtype=np.float32))
+    result = compare_predictions(labels, *probabilities)
+    if args.json:
+        print(json.dumps({"faces": description, "model_a": args.model_a, "model_b": args.model_b,
+                          **result.to_dict()}, indent=2))
+    else:
+        print(f"on the {description}:")
+        print(result.format_text(Path(args.model_a).name, Path(args.model_b).name))
+    return 0
+
+
 def _experiment_config(args, archs) -> ExperimentConfig:
     from .experiments import ARCHITECTURES, ExperimentConfig
 
@@ -472,6 +524,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rework_arguments(p, data_help="the dataset it was trained on: its selection split decides")
     _add_tta_option(p)
     p.set_defaults(func=cmd_tta)
+
+    p = sub.add_parser("compare-models", help="two trained models on the same faces: accuracies and McNemar's test")
+    p.add_argument("model_a", metavar="MODEL_A", help="a fer-realtime .keras file")
+    p.add_argument("model_b", metavar="MODEL_B", help="a fer-realtime .keras file")
+    p.add_argument("--data", required=True, help="a dataset of the models' classes")
+    p.add_argument("--split", default="heldout", choices=["heldout", "selection"],
+                   help="the dataset's held-out part, or the selection split of train that both models recorded")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "fer-realtime"))
+    p.set_defaults(func=cmd_compare_models)
 
     p = sub.add_parser("compare", help="train several architectures on the same data and chart them")
     p.add_argument("--data", required=True, help="dataset: class folders, a FER2013 CSV, or an X.npy/Y.npy folder")
