@@ -184,13 +184,11 @@ def bench_video(recognizer, frames: list[BenchFrame], detector: str, faces: int,
 
 def bench_model(engine, crops: list[np.ndarray], batch: int, runs: int) -> BenchRow:
     """The network alone on `batch` real faces already at input size (ms per call; ms_per_face divides)."""
-    from .preprocessing import normalize
+    from .preprocessing import model_input
 
     height, width = engine.metadata.input_size
     faces = np.stack([cv2.resize(c, (width, height), interpolation=cv2.INTER_AREA) for c in crops[:batch]])
-    x = normalize(faces, engine.metadata.preprocessing)
-    if engine.metadata.channels == 3:
-        x = x.repeat(3, axis=-1)
+    x = model_input(faces, engine.metadata)
     for _ in range(5):
         engine.predict(x)
     times = []

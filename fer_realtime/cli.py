@@ -99,17 +99,13 @@ def _save_with_heldout_metrics(model, metadata, out: Path, heldout, heldout_name
                                metrics: dict, command: str, int8_tflite: bytes | None = None) -> None:
     """Evaluate on the held-out data (through the engine, as `evaluate` does), then write the model (figures and
     the `command` that made it in its metadata) and OUT.metrics.json."""
-    import numpy as np
-
     from .engine import InferenceEngine
     from .evaluation import evaluate_predictions
     from .model_io import LoadedModel, save_model
-    from .preprocessing import normalize
 
     # Held-out figures come from the same engine `evaluate` uses (flip averaging included when chosen).
     engine = InferenceEngine(LoadedModel(model=model, metadata=metadata, path=out, int8_tflite=int8_tflite))
-    x_held = normalize(heldout.images, metadata.preprocessing)
-    predicted = np.concatenate([engine.predict(x_held[i : i + 256]).argmax(axis=1) for i in range(0, len(x_held), 256)])
+    predicted = _engine_probabilities(engine, heldout.images).argmax(axis=1)
     report = evaluate_predictions(heldout.labels, predicted, heldout.classes)
     metadata = dataclasses.replace(
         metadata,
@@ -194,15 +190,13 @@ def cmd_tta(args) -> int:
     """Choose a trained model's test-time augmentation on its selection split; its int8 copy is made again and
     checked under the new views; the held-out figures are measured again."""
     from .evaluation import evaluate_predictions
-    from .preprocessing import normalize
+    from .preprocessing import model_input
     from .training import model_selection_split
     from .tta import choose, preset_candidates
 
     out, loaded, dataset, train, heldout, heldout_name = _model_and_its_data(args)
     _, selection = model_selection_split(loaded.metadata, train, "given a test-time augmentation")
-    x = normalize(train.images[selection], loaded.metadata.preprocessing)
-    if loaded.metadata.channels == 3:
-        x = x.repeat(3, axis=-1)
+    x = model_input(train.images[selection], loaded.metadata)
     choice = choose(lambda views: loaded.model.predict(views, batch_size=256, verbose=0), x, train.labels[selection],
                     preset_candidates(args.tta))
     for name, accuracy in choice.accuracy.items():
@@ -318,10 +312,21 @@ def cmd_predict(args) -> int:
     return 1 if failed else 0
 
 
+def _engine_probabilities(engine, faces_gray, batch_size: int = 256):
+    """Class probabilities (N, K) of grayscale dataset faces, as the engine runs them (int8, test-time views)."""
+    import numpy as np
+
+    from .preprocessing import model_input
+
+    x = model_input(faces_gray, engine.metadata)
+    if not len(x):
+        return np.zeros((0, len(engine.metadata.classes)), dtype=np.float32)
+    return np.concatenate([engine.predict(x[start : start + batch_size]) for start in range(0, len(x), batch_size)])
+
+
 def cmd_evaluate(args) -> int:
     from .datasets import load_class_folders
     from .evaluation import evaluate_predictions
-    from .preprocessing import normalize
     from .recognizer import get_engine
 
     if args.batch_size < 1:
@@ -330,15 +335,8 @@ def cmd_evaluate(args) -> int:
     meta = engine.metadata
     height, width = meta.input_size
     data = load_class_folders(args.data_dir, size=(width, height), classes=meta.classes)
-    batch = normalize(data.images, meta.preprocessing)
-    if meta.channels == 3:
-        batch = batch.repeat(3, axis=-1)
-    predictions = []
-    for start in range(0, len(batch), args.batch_size):
-        predictions.append(engine.predict(batch[start : start + args.batch_size]).argmax(axis=1))
-    import numpy as np
-
-    report = evaluate_predictions(data.labels, np.concatenate(predictions), meta.classes, skipped=data.skipped_folders)
+    predicted = _engine_probabilities(engine, data.images, args.batch_size).argmax(axis=1)
+    report = evaluate_predictions(data.labels, predicted, meta.classes, skipped=data.skipped_folders)
     if args.json:
         out = report.to_dict()
         print(json.dumps({k: out[k] for k in ("accuracy", "n", "per_class", "confusion", "classes", "skipped")}, indent=2))
@@ -377,22 +375,12 @@ def _faces_to_compare_on(args, loaded_models):
 
 
 def cmd_compare_models(args) -> int:
-    import numpy as np
-
     from .paired_comparison import compare_predictions
-    from .preprocessing import normalize
     from .recognizer import get_engine
 
     engines = [get_engine(path) for path in (args.model_a, args.model_b)]
     faces, labels, description = _faces_to_compare_on(args, [e.loaded for e in engines])
-    probabilities = []
-    for engine in engines:
-        x = normalize(faces, engine.metadata.preprocessing)
-        if engine.metadata.channels == 3:
-            x = x.repeat(3, axis=-1)
-        probabilities.append(np.concatenate([engine.predict(x[i : i + 256]) for i in range(0, len(x), 256)])
-                             if len(x) else np.zeros((0, len(engine.metadata.classes)), dtype=np.float32))
-    result = compare_predictions(labels, *probabilities)
+    result = compare_predictions(labels, *(_engine_probabilities(engine, faces) for engine in engines))
     if args.json:
         print(json.dumps({"faces": description, "model_a": args.model_a, "model_b": args.model_b,
                           **result.to_dict()}, indent=2))

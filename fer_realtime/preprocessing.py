@@ -49,6 +49,12 @@ def normalize(faces_uint8: np.ndarray, prep: Preprocessing) -> np.ndarray:
     return x
 
 
+def model_input(faces_gray: np.ndarray, metadata: ModelMetadata) -> np.ndarray:
+    """Grayscale dataset faces (N, H, W) uint8 -> the model's input: normalised, and in 3 channels for RGB models."""
+    x = normalize(faces_gray, metadata.preprocessing)
+    return x.repeat(3, axis=-1) if metadata.channels == 3 else x
+
+
 def crop_faces(frame_bgr: np.ndarray, boxes: Sequence[Box], metadata: ModelMetadata) -> np.ndarray:
     """Crop every box (with the metadata's margin), convert, resize and normalise into one batch."""
     prep = metadata.preprocessing

@@ -89,18 +89,15 @@ def int8_copy(model, metadata, train) -> tuple[bytes | None, object]:
     """
     import dataclasses
 
-    from .preprocessing import normalize
+    from .preprocessing import model_input
     from .training import model_selection_split
 
     fit, selection = model_selection_split(metadata, train, "quantized")
     seed = int(metadata.training_data["config"]["seed"])
     chosen = np.sort(np.random.default_rng(seed).choice(fit, size=min(CALIBRATION_FACES, len(fit)), replace=False))
 
-    def model_input(images):
-        x = normalize(images, metadata.preprocessing)
-        return x.repeat(3, axis=-1) if metadata.channels == 3 else x
-
-    calibration, x_selection = model_input(train.images[chosen]), model_input(train.images[selection])
+    calibration = model_input(train.images[chosen], metadata)
+    x_selection = model_input(train.images[selection], metadata)
     y_selection = train.labels[selection]
     content = convert_int8(model, calibration)
     float_p = metadata.tta.predict(lambda x: model.predict(x, batch_size=256, verbose=0), x_selection)
