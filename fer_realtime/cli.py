@@ -21,7 +21,7 @@ def _check_training_numbers(args) -> None:
     for option, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
         if value < 1:
             raise FerError(f"{option} must be at least 1, got {value}.")
-    if not args.learning_rate > 0:
+    if args.learning_rate is not None and not args.learning_rate > 0:
         raise FerError(f"--learning-rate must be above 0, got {args.learning_rate}.")
 
 
@@ -30,27 +30,33 @@ def cmd_train(args) -> int:
     if args.arch != "cnn" or args.pca is not None:
         return _train_with_experiment(args)
     from .datasets import load_dataset, train_heldout_split
+    from .run_state import end_run, runs_root
     from .training import recipe_config, train_classifier
 
     if Path(args.out).suffix != ".keras" or Path(args.out).is_dir():  # checked before hours of training
         raise FerError(f"--out {args.out} must be a file name ending in .keras.")
     dataset = load_dataset(args.data, cache_dir=args.cache_dir)
     train, heldout, heldout_name = train_heldout_split(dataset)
-    config = recipe_config(args.recipe, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
-                           seed=args.seed, learning_rate=args.learning_rate, augment=not args.no_augment)
+    fields = dict(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                  augment=not args.no_augment, init_seed=args.init_seed)
+    if args.learning_rate is not None:
+        fields["learning_rate"] = args.learning_rate
+    config = recipe_config(args.recipe, **fields)
     out = Path(args.out)
-    checkpoints = Path(args.checkpoints) if args.checkpoints else out.with_suffix("").with_name(out.stem + "-checkpoints")
+    run_dir = Path(args.checkpoints) if args.checkpoints else runs_root() / out.stem
     print(f"training {config.arch} on {len(train)} images from {dataset.source}; held-out: {heldout_name}; "
-          f"checkpoints in {checkpoints}", flush=True)
-    result = train_classifier(train, config, checkpoints, verbose=2 if args.verbose else 0)
+          f"run state in {run_dir}" + (f", handed over in {args.handover}" if args.handover else ""), flush=True)
+    result = train_classifier(train, config, run_dir, verbose=2 if args.verbose else 0,
+                              handover=args.handover, resume=args.resume)
     int8_tflite, metadata = _int8_copy(result.model, result.metadata, train)
     _save_with_heldout_metrics(
         result.model, metadata, out, heldout, heldout_name, dataset.source,
         {"selection_accuracy": result.selection_report.accuracy, "tta": result.metadata.tta.name,
          "selection_metrics": result.metadata.metrics, "int8": metadata.int8,
          "train_seconds_this_run": round(result.seconds, 1), "epochs": config.epochs},
-        command=args.command_line, int8_tflite=int8_tflite,
+        command=args.command_line, train=train, int8_tflite=int8_tflite,
     )
+    end_run(run_dir, args.handover)
     return 0
 
 
@@ -90,28 +96,62 @@ def cmd_quantize(args) -> int:
     _save_with_heldout_metrics(
         loaded.model, metadata, out, heldout, heldout_name, dataset.source,
         {**_kept_metrics(Path(args.model)), "int8": metadata.int8, "quantize_command": args.command_line},
-        command=loaded.metadata.command or args.command_line, int8_tflite=int8_tflite,
+        command=loaded.metadata.command or args.command_line, train=train, int8_tflite=int8_tflite,
     )
     return 0
 
 
+def _calibrated(model, metadata, train, int8_tflite: bytes | None):
+    """`metadata` with the temperature that minimises the log-loss on the model's selection split, as the engine
+    reads those faces (int8, test-time views). Unchanged for a model that records no selection split."""
+    from .calibration import apply_temperature, expected_calibration_error, fit_temperature, log_loss
+    from .engine import InferenceEngine
+    from .model_io import LoadedModel
+    from .training import model_selection_split
+
+    try:
+        _, selection = model_selection_split(metadata, train, "calibrated")
+    except FerError as exc:
+        print(f"not calibrated: {exc}", flush=True)
+        return metadata
+    plain = dataclasses.replace(metadata, temperature=1.0)
+    engine = InferenceEngine(LoadedModel(model=model, metadata=plain, path=Path("."), int8_tflite=int8_tflite))
+    probabilities = _engine_probabilities(engine, train.images[selection])
+    labels = train.labels[selection]
+    temperature = fit_temperature(probabilities, labels)
+    calibrated = apply_temperature(probabilities, temperature)
+    figures = {"temperature": temperature,
+               "calibration_error_before": expected_calibration_error(probabilities, labels),
+               "calibration_error": expected_calibration_error(calibrated, labels),
+               "log_loss_before": log_loss(probabilities, labels), "log_loss": log_loss(calibrated, labels)}
+    print(f"calibration on the selection split: temperature {temperature:.4f}; expected calibration error "
+          f"{figures['calibration_error_before']:.4f} -> {figures['calibration_error']:.4f}; log-loss "
+          f"{figures['log_loss_before']:.4f} -> {figures['log_loss']:.4f}", flush=True)
+    return dataclasses.replace(metadata, temperature=temperature,
+                               metrics={**metadata.metrics, "selection_calibration": figures})
+
+
 def _save_with_heldout_metrics(model, metadata, out: Path, heldout, heldout_name: str, train_source: str,
-                               metrics: dict, command: str, int8_tflite: bytes | None = None) -> None:
-    """Evaluate on the held-out data (through the engine, as `evaluate` does), then write the model (figures and
-    the `command` that made it in its metadata) and OUT.metrics.json."""
+                               metrics: dict, command: str, train, int8_tflite: bytes | None = None) -> None:
+    """Calibrate on the selection split of `train`, evaluate on the held-out data (through the engine, as
+    `evaluate` does), then write the model (figures and the `command` that made it in its metadata) and
+    OUT.metrics.json."""
     from .engine import InferenceEngine
     from .evaluation import evaluate_predictions
     from .model_io import LoadedModel, save_model
 
-    # Held-out figures come from the same engine `evaluate` uses (flip averaging included when chosen).
+    metadata = _calibrated(model, metadata, train, int8_tflite)
+    # Held-out figures come from the same engine `evaluate` uses (test-time views and temperature included).
     engine = InferenceEngine(LoadedModel(model=model, metadata=metadata, path=out, int8_tflite=int8_tflite))
-    predicted = _engine_probabilities(engine, heldout.images).argmax(axis=1)
-    report = evaluate_predictions(heldout.labels, predicted, heldout.classes)
+    probabilities = _engine_probabilities(engine, heldout.images)
+    report = evaluate_predictions(heldout.labels, probabilities.argmax(axis=1), heldout.classes,
+                                  probabilities=probabilities)
     metadata = dataclasses.replace(
         metadata,
         training_data={**metadata.training_data, "train_data": train_source},
         metrics={**_without_heldout(metadata.metrics), "heldout_accuracy": report.accuracy,
-                 "heldout_data": heldout_name, "per_class_recall": {c: v["recall"] for c, v in report.per_class.items()}},
+                 "heldout_data": heldout_name, "per_class_recall": {c: v["recall"] for c, v in report.per_class.items()},
+                 "heldout_macro_recall": report.macro_recall, "heldout_calibration_error": report.calibration_error},
         command=command,
     )
     save_model(model, metadata, out, int8_tflite=int8_tflite)
@@ -148,7 +188,7 @@ def cmd_average(args) -> int:
          "selection_metrics": metadata.metrics, "int8": metadata.int8,
          "averaged_model": {"file": Path(args.model).name, "command": loaded.metadata.command},
          "train_seconds_this_run": round(result.seconds, 1), "averaging_epochs": config.epochs},
-        command=args.command_line, int8_tflite=int8_tflite,
+        command=args.command_line, train=train, int8_tflite=int8_tflite,
     )
     return 0
 
@@ -182,7 +222,18 @@ def cmd_ensemble(args) -> int:
     _save_with_heldout_metrics(ensemble, metadata, out, heldout, heldout_name, dataset.source,
                                {"selection_accuracy": metadata.metrics["selection_accuracy"], "tta": metadata.tta.name,
                                 "selection_metrics": scores.to_dict(), "members": list(args.members)},
-                               command=args.command_line)
+                               command=args.command_line, train=train)
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    """Fit a trained model's temperature on its selection split; the held-out figures are measured again."""
+    out, loaded, dataset, train, heldout, heldout_name = _model_and_its_data(args)
+    _save_with_heldout_metrics(
+        loaded.model, loaded.metadata, out, heldout, heldout_name, dataset.source,
+        {**_kept_metrics(Path(args.model)), "calibrate_command": args.command_line},
+        command=loaded.metadata.command or args.command_line, train=train, int8_tflite=loaded.int8_tflite,
+    )
     return 0
 
 
@@ -216,12 +267,13 @@ def cmd_tta(args) -> int:
         {**{k: v for k, v in _kept_metrics(Path(args.model)).items() if k != "flip_tta"},
          "selection_accuracy": report.accuracy, "tta": choice.chosen.name, "selection_metrics": selection_metrics,
          "int8": metadata.int8, "tta_command": args.command_line},
-        command=loaded.metadata.command or args.command_line, int8_tflite=int8_tflite,
+        command=loaded.metadata.command or args.command_line, train=train, int8_tflite=int8_tflite,
     )
     return 0
 
 
-HELDOUT_METRICS = ("heldout_accuracy", "heldout_data", "per_class_recall")
+HELDOUT_METRICS = ("heldout_accuracy", "heldout_data", "per_class_recall", "heldout_macro_recall",
+                   "heldout_calibration_error")
 
 
 def _without_heldout(metrics: dict) -> dict:
@@ -335,11 +387,13 @@ def cmd_evaluate(args) -> int:
     meta = engine.metadata
     height, width = meta.input_size
     data = load_class_folders(args.data_dir, size=(width, height), classes=meta.classes)
-    predicted = _engine_probabilities(engine, data.images, args.batch_size).argmax(axis=1)
-    report = evaluate_predictions(data.labels, predicted, meta.classes, skipped=data.skipped_folders)
+    probabilities = _engine_probabilities(engine, data.images, args.batch_size)
+    report = evaluate_predictions(data.labels, probabilities.argmax(axis=1), meta.classes, skipped=data.skipped_folders,
+                                  probabilities=probabilities)
     if args.json:
         out = report.to_dict()
-        print(json.dumps({k: out[k] for k in ("accuracy", "n", "per_class", "confusion", "classes", "skipped")}, indent=2))
+        print(json.dumps({k: out[k] for k in ("accuracy", "macro_recall", "calibration_error", "n", "per_class",
+                                              "confusion", "classes", "skipped")}, indent=2))
     else:
         print(f"model {engine.loaded.path} on {args.data_dir}")
         print(report.format_text())
@@ -405,7 +459,8 @@ def _experiment_config(args, archs) -> ExperimentConfig:
         else:
             raise FerError(f"--pca {args.pca}: give a fraction of variance in (0, 1] or a whole number of components.")
     return ExperimentConfig(archs=tuple(archs), epochs=args.epochs, batch_size=args.batch_size,
-                            learning_rate=args.learning_rate, seed=args.seed, augment=not args.no_augment,
+                            learning_rate=1e-3 if args.learning_rate is None else args.learning_rate,
+                            seed=args.seed, augment=not args.no_augment,
                             pca_variance=pca_variance, pca_components=pca_components,
                             transfer_base=args.transfer_base, transfer_weights=args.transfer_weights)
 
@@ -478,11 +533,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on a dataset of class folders")
     p.add_argument("--data", required=True, help="folder of class folders, or a root with train/ and val/")
     p.add_argument("--arch", default="cnn", choices=["cnn", "rnn", "transfer"])
-    p.add_argument("--recipe", default="v2", choices=["v1", "v2", "v3"],
+    p.add_argument("--recipe", default="v2", choices=["v1", "v2", "v3", "v4"],
                    help="cnn: the training recipe (fer_realtime.training.RECIPES); v1 made the first shipped model")
     _add_training_options(p, epochs=40)
+    p.add_argument("--init-seed", type=int, default=None,
+                   help="cnn: seed of the initial weights, augmentation and shuffling (default: --seed); the split "
+                        "stays --seed's, so runs differing only here are ensemble members")
     p.add_argument("--out", default="models/model.keras")
-    p.add_argument("--checkpoints", default=None, help="checkpoint folder (resumes an interrupted run)")
+    p.add_argument("--checkpoints", default=None, metavar="RUN_DIR",
+                   help="cnn: folder of the run's state, replaced every epoch (default: $FER_REALTIME_RUNS/OUT-NAME, "
+                        "~/.cache/fer-realtime/runs/ without it); a run left there with the same options continues")
+    p.add_argument("--handover", default=None, metavar="FILE",
+                   help="cnn: also write the run's state in compact form to FILE every epoch (to commit it, so a "
+                        "fresh clone can continue the run); removed when the run ends")
+    p.add_argument("--resume", action="store_true",
+                   help="cnn: continue the run from RUN_DIR or --handover FILE, whichever is further; an error if "
+                        "there is neither")
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "fer-realtime"))
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=cmd_train)
@@ -490,6 +556,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quantize", help="store an int8 copy of a trained model in its file (about 4x faster on CPUs)")
     _add_rework_arguments(p, data_help="the dataset it was trained on: calibration and selection split")
     p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("calibrate", help="fit the temperature that makes a model's confidence mean what it says")
+    _add_rework_arguments(p, data_help="the dataset it was trained on: its selection split fits the temperature")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("average", help="train a model further and average its weights over the epochs (SWA)")
     _add_rework_arguments(p, data_help="the dataset it was trained on (its recorded split is kept)")
@@ -555,7 +625,8 @@ def _add_tta_option(p) -> None:
 def _add_training_options(p, epochs: int) -> None:
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (default: the recipe's, "
+                   "1e-3 for v1-v3 and the other architectures)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--pca", type=float, default=None, metavar="VAR",
                    help="PCA before the models: a fraction of variance to keep (0.95) or a number of components")

@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 
+from .calibration import apply_temperature
 from .model_io import LoadedModel
 from .quantization import tflite_interpreter
 
@@ -44,8 +45,9 @@ class InferenceEngine:
     `runtime="auto"` uses TFLite/XNNPACK for batches of up to MAX_TFLITE_BATCH faces on a CPU (converted on
     first use), the TensorFlow graph otherwise; `runtime="tensorflow"` always uses the graph. Each face is
     classified in the views of the model's test-time augmentation (`metadata.tta`: mirror image, small
-    rotations), all in the same call, and their predictions are averaged. Safe to call from several threads
-    (the live page's stream workers and the photo sidebar share one engine).
+    rotations), all in the same call, and their predictions are averaged, then calibrated by the model's
+    temperature. Safe to call from several threads (the live page's stream workers and the photo sidebar share one
+    engine).
     """
 
     def __init__(self, loaded: LoadedModel, runtime: str | None = None):
@@ -98,7 +100,7 @@ class InferenceEngine:
             out = self._predict_tflite(views)
         if out is None:
             out = np.asarray(self._forward(views), dtype=np.float32)
-        return tta.combine(out, n)
+        return apply_temperature(tta.combine(out, n), self.metadata.temperature)
 
     def warm_up(self) -> None:
         self.predict(np.zeros((1, *self._input_shape), dtype=np.float32))

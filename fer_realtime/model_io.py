@@ -49,6 +49,7 @@ class ModelMetadata:
     architecture: str = "cnn"
     flip_tta: bool = False  # the engine averages the predictions for each face and its mirror image
     tta_rotations: tuple[float, ...] = ()  # ...and for the face turned by these angles (degrees); see tta.py
+    temperature: float = 1.0  # the averaged probabilities p become p^(1/T), renormalised (calibration.py)
     # The int8 TFLite copy stored in the file (INT8_ENTRY): weights digest, calibration, scores.
     int8: dict[str, Any] = field(default_factory=dict)
     training_data: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +79,7 @@ class ModelMetadata:
                 architecture=str(data.get("architecture", "")),
                 flip_tta=bool(data.get("flip_tta", False)),
                 tta_rotations=_rotations(data.get("tta_rotations", ())),
+                temperature=_temperature(data.get("temperature", 1.0)),
                 int8=dict(data.get("int8") or {}),
                 training_data=dict(data.get("training_data", {})),
                 metrics=dict(data.get("metrics", {})),
@@ -95,6 +97,15 @@ class ModelMetadata:
     @property
     def channels(self) -> int:
         return 1 if self.preprocessing.color == "grayscale" else 3
+
+
+def _temperature(value) -> float:
+    from .calibration import MAX_TEMPERATURE, MIN_TEMPERATURE
+
+    temperature = float(value)
+    if not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
+        raise ValueError(f"temperature {temperature} outside [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}]")
+    return temperature
 
 
 def _rotations(values) -> tuple[float, ...]:

@@ -14,6 +14,7 @@ from .datasets import FaceArrays, stratified_split
 from .errors import FerError
 from .evaluation import EvaluationReport, evaluate_predictions
 from .model_io import ModelMetadata, Preprocessing
+from .run_state import STATE_FILE, RunState, newest_state, save_state
 from .preprocessing import normalize
 from .tta import candidates_for, choose
 
@@ -40,6 +41,11 @@ class TrainConfig:
     # Test-time augmentation (tta.py). None: the candidate scoring highest on the selection split (never on the
     # held-out data); False: none; True: one with mirror-image averaging.
     flip_tta: bool | None = None
+    optimizer: str = "adam"  # or "sgd" (Nesterov momentum)
+    momentum: float = 0.9  # sgd only
+    # Weights initialisation, augmentation and shuffling (None: `seed`). `seed` alone fixes the selection split, so
+    # runs that differ only here are independent networks on the same split (ensemble members).
+    init_seed: int | None = None
 
 
 # Named recipes: the fields that differ from TrainConfig's defaults (the current recipe, "v2").
@@ -53,6 +59,9 @@ RECIPES: dict[str, dict] = {
     # v2 at 1.5x the width (2.6 M parameters, about 2.3x the compute per face), for 50 epochs: the next candidate,
     # in training on the CPU (weights/README.md).
     "v3": dict(stage_filters=(48, 96, 192, 384)),
+    # v2's network and augmentation with SGD and Nesterov momentum (peak learning rate 0.01), as the FER2013 results
+    # near 73 % train: the accuracy campaign's member recipe (weights/README.md), trained in the background.
+    "v4": dict(optimizer="sgd", learning_rate=0.01),
 }
 
 
@@ -107,69 +116,126 @@ class TrainResult:
     seconds: float
 
 
+def _optimizer(config: TrainConfig, steps: int):
+    """Warm-up to the peak learning rate over the first tenth of the steps (at most 1,000), then a cosine to 0."""
+    import keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate * 0.1, decay_steps=steps, warmup_target=config.learning_rate,
+        warmup_steps=min(steps // 10, 1000),
+    )
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(schedule)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=True)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; choose adam or sgd")
+
+
+def _assign(variables, values, what: str, source) -> None:
+    if len(variables) != len(values) or any(tuple(v.shape) != a.shape for v, a in zip(variables, values)):
+        raise FerError(f"{source} holds a run of another network ({what} do not match); use another run folder.")
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+
+
+def _same_config(recorded: dict, current: dict) -> bool:
+    """Whether a recorded run's config is `current`; a field added to TrainConfig since counts at its default."""
+    defaults = json.loads(json.dumps(asdict(TrainConfig())))
+    return all(recorded.get(k, defaults.get(k)) == current.get(k, defaults.get(k)) for k in {*recorded, *current})
+
+
+def _epoch_line(epoch: int, epochs: int, logs: dict, seconds: float, best: bool) -> str:
+    return (f"epoch {epoch}/{epochs}: loss {logs.get('loss', float('nan')):.4f} accuracy "
+            f"{logs.get('accuracy', float('nan')):.4f} selection accuracy {logs.get('val_accuracy', float('nan')):.4f}"
+            f"{' (best)' if best else ''} {seconds:.0f} s")
+
+
 def train_classifier(
     train: FaceArrays,
     config: TrainConfig,
-    checkpoint_dir: str | os.PathLike,
+    run_dir: str | os.PathLike,
     preprocessing: Preprocessing = Preprocessing(),
     callbacks=(),
     verbose: int = 2,
+    handover: str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Train on `train` minus a stratified selection split; keep the epoch with the best selection accuracy.
 
-    Resumes from `checkpoint_dir` if an interrupted run with the same config left a backup there.
+    The run's state (run_state.py) is replaced in `run_dir` after every epoch and, when `handover` is given, also
+    written there in compact form (to be committed). A state in `run_dir` of the same config is always continued;
+    with `resume`, so is the handover file, whichever has more epochs done, and finding neither is an error.
     """
     import keras
 
-    keras.utils.set_random_seed(config.seed)
-    checkpoint_dir = Path(checkpoint_dir)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    config_file = checkpoint_dir / "config.json"
-    config_json = json.loads(json.dumps(asdict(config)))  # tuples as lists, as read back from the file
-    if config_file.exists() and json.loads(config_file.read_text()) != config_json:
-        raise ValueError(f"{checkpoint_dir} holds checkpoints of a different training config; use another folder")
-    config_file.write_text(json.dumps(asdict(config), indent=2))
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handover = Path(handover) if handover else None
+    config_json = json.loads(json.dumps(asdict(config)))  # tuples as lists, as read back from a file
+    state_path = run_dir / STATE_FILE
+    found = newest_state(state_path, handover if resume else None)
+    if resume and found is None:
+        raise FerError(f"Nothing to resume: no run state in {run_dir}"
+                       + (f" nor in {handover}." if handover else " (give --handover FILE to resume from one)."))
+    if found and not _same_config(found[0].record.get("config") or {}, config_json):
+        raise FerError(f"{found[1]} holds a run of a different training config; give the same options, or another "
+                       "run folder.")
 
     fit_idx, sel_idx = stratified_split(train.labels, config.selection_fraction, config.seed)
     x_fit, y_fit = normalize(train.images[fit_idx], preprocessing), train.labels[fit_idx]
     x_sel, y_sel = normalize(train.images[sel_idx], preprocessing), train.labels[sel_idx]
     num_classes = len(train.classes)
+    run_seed = config.seed if config.init_seed is None else config.init_seed
 
+    keras.utils.set_random_seed(run_seed)
     model = build_model(config, x_fit.shape[1:], num_classes)
     steps = int(np.ceil(len(x_fit) / config.batch_size)) * config.epochs
-    schedule = keras.optimizers.schedules.CosineDecay(
-        config.learning_rate * 0.1, decay_steps=steps, warmup_target=config.learning_rate,
-        warmup_steps=min(steps // 10, 1000),
-    )
     if config.label_smoothing:
         y_fit_target = keras.utils.to_categorical(y_fit, num_classes)
         y_sel_target = keras.utils.to_categorical(y_sel, num_classes)
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     else:
         y_fit_target, y_sel_target, loss = y_fit, y_sel, "sparse_categorical_crossentropy"
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=["accuracy"])
-    best_path = checkpoint_dir / "best.weights.h5"
+    model.compile(optimizer=_optimizer(config, steps), loss=loss, metrics=["accuracy"])
+    model.optimizer.build(model.trainable_variables)
+
+    record = {"config": config_json, "history": {}, "best_epoch": 0, "best_selection_accuracy": -1.0}
+    best_variables = None
+    epochs_done = 0
+    if found:
+        state, source = found
+        _assign(model.variables, state.model_variables, "model variables", source)
+        _assign(model.optimizer.variables, state.optimizer_variables, "optimizer variables", source)
+        record, best_variables, epochs_done = state.record, state.best_variables, state.epochs_done
+        if verbose:
+            print(f"resuming after epoch {epochs_done} of {config.epochs} from {source}", flush=True)
+
+    weights = class_weights(y_fit, num_classes, config.class_weight_power)
     started = time.monotonic()
-    history = model.fit(
-        x_fit,
-        y_fit_target,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        validation_data=(x_sel, y_sel_target),
-        class_weight=class_weights(y_fit, num_classes, config.class_weight_power),
-        callbacks=[
-            keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")),
-            keras.callbacks.ModelCheckpoint(
-                str(best_path), monitor="val_accuracy", save_best_only=True, save_weights_only=True
-            ),
-            keras.callbacks.CSVLogger(str(checkpoint_dir / "history.csv"), append=True),
-            *callbacks,
-        ],
-        verbose=verbose,
-    )
+    for epoch in range(epochs_done, config.epochs):
+        keras.utils.set_random_seed(run_seed * 1000 + epoch)  # shuffling: the same whether resumed or not
+        epoch_started = time.monotonic()
+        fitted = model.fit(x_fit, y_fit_target, batch_size=config.batch_size, initial_epoch=epoch, epochs=epoch + 1,
+                           validation_data=(x_sel, y_sel_target), class_weight=weights, callbacks=list(callbacks),
+                           verbose=0)
+        logs = {k: float(v[-1]) for k, v in fitted.history.items()}
+        for key, value in {**logs, "seconds": time.monotonic() - epoch_started}.items():
+            record["history"].setdefault(key, []).append(value)
+        best = logs["val_accuracy"] > record["best_selection_accuracy"]
+        if best:
+            record.update(best_epoch=epoch + 1, best_selection_accuracy=logs["val_accuracy"])
+            best_variables = [v.numpy() for v in model.variables]
+        state = RunState(epoch + 1, [v.numpy() for v in model.variables],
+                         [v.numpy() for v in model.optimizer.variables], best_variables, record)
+        save_state(state_path, state)
+        if handover:
+            save_state(handover, state, compact=True)
+        if verbose:
+            print(_epoch_line(epoch + 1, config.epochs, logs, time.monotonic() - epoch_started, best), flush=True)
     seconds = time.monotonic() - started
-    if best_path.exists():
-        model.load_weights(str(best_path))
+    if best_variables is not None:
+        _assign(model.variables, best_variables, "model variables", state_path)
+    history = record["history"]
     tta = choose(lambda views: model.predict(views, batch_size=256, verbose=0), x_sel, y_sel,
                  candidates_for(config.flip_tta))
     selection_report = evaluate_predictions(y_sel, tta.probabilities.argmax(axis=1), train.classes)
@@ -188,5 +254,5 @@ def train_classifier(
         },
         metrics={"selection_accuracy": selection_report.accuracy, "selection_accuracy_by_tta": tta.accuracy},
     )
-    return TrainResult(model=model, metadata=metadata, history=dict(history.history),
+    return TrainResult(model=model, metadata=metadata, history=dict(history),
                        selection_report=selection_report, seconds=seconds)

@@ -13,3 +13,12 @@ try:
     import streamlit_webrtc  # noqa: F401
 except ImportError:
     pass
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _runs_in_tmp(tmp_path, monkeypatch):
+    """Training runs keep their state under FER_REALTIME_RUNS: a test's own folder, never the user's cache."""
+    monkeypatch.setenv("FER_REALTIME_RUNS", str(tmp_path / "fer-runs"))

@@ -48,8 +48,12 @@ def test_evaluate_json_with_aliases_and_skipped_folders(tmp_path, capsys):
     write_class_folders(tmp_path, {"Happiness": 3, "sadness": 2, "contempt": 2})
     assert main(["evaluate", str(tmp_path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report) == {"accuracy", "n", "per_class", "confusion", "classes", "skipped"}
+    assert set(report) == {"accuracy", "macro_recall", "calibration_error", "n", "per_class", "confusion", "classes",
+                           "skipped"}
     assert report["n"] == 5 and report["skipped"] == ["contempt"]
+    assert report["per_class"]["angry"]["recall"] is None  # absent from the data: no figure, not 0
+    present = [report["per_class"][c]["recall"] for c in ("happy", "sad")]
+    assert report["macro_recall"] == pytest.approx(sum(present) / 2) and 0 <= report["calibration_error"] <= 1
     assert report["classes"] == list(EMOTIONS)
     assert report["per_class"]["happy"]["n"] == 3 and report["per_class"]["sad"]["n"] == 2
     assert sum(map(sum, report["confusion"])) == 5

@@ -42,3 +42,15 @@ def test_shipped_model_accuracy_on_val_matches_its_metrics_file(capsys):
     assert report["n"] == 3589
     assert report["accuracy"] >= 0.64
     assert report["accuracy"] == pytest.approx(metrics["heldout"]["accuracy"], abs=0.002)
+
+
+@needs_fer2013
+def test_shipped_model_confidence_is_calibrated_on_val(capsys):
+    from fer_realtime.model_io import load_model
+
+    meta = load_model(SHIPPED_MODEL_PATH).metadata
+    assert meta.temperature != 1.0 and "temperature" in meta.metrics["selection_calibration"]  # fitted, not assumed
+    assert main(["evaluate", str(FER2013 / "val"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["calibration_error"] <= 0.05
+    assert 0.6 <= report["macro_recall"] <= report["accuracy"] + 0.05
