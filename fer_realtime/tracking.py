@@ -30,6 +30,7 @@ class Track:
     velocity: tuple[float, float] = (0.0, 0.0)  # box centre motion in pixels per frame, from detections
     frames_since_detection: int = 0
     detected_box: Box | None = None  # the last box that came from the detector
+    angle: float = 0.0  # the face's tilt (degrees) at its last detection, for turning predicted crops upright
 
     def __post_init__(self):
         if self.detected_box is None:

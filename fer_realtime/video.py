@@ -53,6 +53,7 @@ class VideoProcessor:
         self.detect_every = int(detect_every)
         self.coast_frames = int(coast_frames)
         self._since_detection = 0
+        self._step = 0  # detections so far: which part of the detector's full search this frame looks at
         self.tracker = FaceTracker(**tracker_options)
         self._ms = deque(maxlen=window)
         self._stamps = deque(maxlen=window)
@@ -64,21 +65,30 @@ class VideoProcessor:
         rec = self.recognizer
         height, width = frame_bgr.shape[:2]
         if self._since_detection + 1 >= self.detect_every or not self.tracker.tracks:
-            boxes = rec.detect(frame_bgr)
+            around = [t.predicted_box(width, height) for t in self.tracker.tracks]
+            detect_video = getattr(rec.detector, "detect_video", None)  # a detector object of the caller's may lack it
+            detections = detect_video(frame_bgr, self._step, around) if detect_video else rec.detector.detect(frame_bgr)
+            self._step += 1
+            boxes, angles = [d.box for d in detections], [d.roll for d in detections]
             kinds = [DETECTED] * len(boxes)
             self._since_detection = 0
             for track in self.tracker.tracks:
                 if track.age >= 3 and track.missed < self.coast_frames and \
                         all(iou(track.box, box) < self.tracker.min_iou for box in boxes):
                     boxes.append(track.predicted_box(width, height))
+                    angles.append(track.angle)
                     kinds.append(COASTED)
         else:
             coasting = [t for t in self.tracker.tracks if t.missed < self.coast_frames or t.missed == 0]
             boxes = [t.predicted_box(width, height) for t in coasting]
+            angles = [t.angle for t in coasting]
             kinds = [PREDICTED] * len(boxes)
             self._since_detection += 1
-        probabilities = rec.classify_boxes(frame_bgr, boxes)
+        probabilities = rec.classify_boxes(frame_bgr, boxes, angles)
         tracks = self.tracker.update(boxes, probabilities, kinds)
+        for track, angle, kind in zip(tracks, angles, kinds):
+            if kind == DETECTED:
+                track.angle = angle
         faces = results_from_probabilities(
             boxes, [t.probabilities for t in tracks], rec.classes, track_ids=[t.track_id for t in tracks]
         )
@@ -100,6 +110,7 @@ class VideoProcessor:
     def reset(self) -> None:
         self.tracker.reset()
         self._since_detection = 0
+        self._step = 0
         self._ms.clear()
         self._stamps.clear()
         self.frames = 0

