@@ -38,7 +38,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import cv2
 import numpy as np
@@ -49,6 +49,9 @@ DETECTOR_NAMES = ("haar", "mediapipe")
 SEARCHES = ("auto", "near", "full")
 AUTO = 0  # FaceDetectorOptions.detection_width: the backend's default
 HAAR_NEAR_WIDTH = 400  # haar's quick look: finds faces of about 60 px in a 640-wide frame at ~2/3 the cost of 480
+# `auto` stops looking finer once a face this many times a look's reach is found: BlazeFace's quick look draws
+# boxes up to 1.4x too large on faces near its reach (astronauts of 60-85 px at 640x480 got 82-97 px boxes).
+AUTO_STOP = 1.3
 # A detector's box is often a little smaller than the face (BlazeFace: about 0.8-0.9 of a tight crop): boxes
 # down to this fraction of min_face_size are kept.
 MIN_BOX_FRACTION = 0.75
@@ -109,15 +112,17 @@ class FaceDetector(abc.ABC):
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
         """Faces in an HxWx3 uint8 BGR (or HxW grayscale) frame, largest first, duplicates merged, searched as
-        `options.search` says."""
+        `options.search` says: the backend's looks from coarse to fine (near: the first only; full: all; auto:
+        until one has found a face at least as large as it finds reliably)."""
         frame = _validated_frame(frame_bgr)
         with self._lock:
             self._check_open()
-            found = self._near(frame) if self.options.search != "full" else []
-            reach = self._near_reach(frame.shape[1], frame.shape[0])
-            near_camera = any(min(d.box[2], d.box[3]) >= reach for d in found)
-            if self.options.search == "full" or (self.options.search == "auto" and not near_camera):
-                found = self._full(frame)
+            stages = self._stages(frame)
+            found: list[Detection] = []
+            for look, reach in stages[:1] if self.options.search == "near" else stages:
+                found += look()
+                if self.options.search == "auto" and any(min(d.box[2], d.box[3]) >= AUTO_STOP * reach for d in found):
+                    break
         return _finalize(found, frame.shape[1], frame.shape[0], self.options)
 
     def detect_video(self, frame_bgr: np.ndarray, step: int, regions: list[Box] = ()) -> list[Detection]:
@@ -131,17 +136,10 @@ class FaceDetector(abc.ABC):
             raise DetectorError(f"This {self.name} face detector has been closed; create a new one.")
 
     @abc.abstractmethod
-    def _near(self, frame: np.ndarray) -> list[Detection]:
-        """The quick look, in frame pixels (unfiltered)."""
-
-    @abc.abstractmethod
-    def _near_reach(self, width: int, height: int) -> float:
-        """The smallest face (px) the quick look finds reliably. `auto` searches fully unless the quick look found
-        a face at least this large (a face near the camera); smaller ones hint at a scene of small faces."""
-
-    @abc.abstractmethod
-    def _full(self, frame: np.ndarray) -> list[Detection]:
-        """Every scale down to min_face_size, in frame pixels (unfiltered)."""
+    def _stages(self, frame: np.ndarray) -> list[tuple[Callable[[], list[Detection]], float]]:
+        """The looks at `frame`, coarse to fine, down to min_face_size: (look, reach) pairs, a look returning
+        detections in frame pixels (unfiltered), its reach the smallest face (px) it finds reliably. Faces smaller
+        than the reach of the look that found a face hint at a scene of small faces: `auto` looks further."""
 
     def close(self) -> None:
         """Release native resources; detect() fails afterwards. Closing twice is harmless."""
@@ -218,16 +216,14 @@ class HaarFaceDetector(FaceDetector):
         self._profile = _load_cascade(PROFILE_CASCADE) if options.profile else None
         self._eyes = _load_cascade(EYE_CASCADE)
 
-    def _near(self, frame: np.ndarray) -> list[Detection]:
+    def _stages(self, frame: np.ndarray):
         width = self.options.detection_width
-        return self._at_scale(frame, _detection_scale(frame.shape[1], HAAR_NEAR_WIDTH if width == AUTO else width))
-
-    def _full(self, frame: np.ndarray) -> list[Detection]:
-        return self._at_scale(frame, min(1.0, HAAR_SMALLEST_FACE / self.options.min_face_size))
-
-    def _near_reach(self, width: int, height: int) -> float:
-        near_width = HAAR_NEAR_WIDTH if self.options.detection_width == AUTO else self.options.detection_width
-        return 1.5 * HAAR_SMALLEST_FACE / _detection_scale(width, near_width)
+        near = _detection_scale(frame.shape[1], HAAR_NEAR_WIDTH if width == AUTO else width)
+        fine = min(1.0, HAAR_SMALLEST_FACE / self.options.min_face_size)
+        stages = [(lambda: self._at_scale(frame, near), 1.5 * HAAR_SMALLEST_FACE / near)]
+        if fine > near:
+            stages.append((lambda: self._at_scale(frame, fine), 0.0))
+        return stages
 
     def _at_scale(self, frame: np.ndarray, scale: float) -> list[Detection]:
         full_gray = _to_gray(frame)
@@ -363,21 +359,17 @@ class MediaPipeFaceDetector(FaceDetector):
                                                                                  self.options.min_face_size)])
         return self._plan[1]
 
-    def _near(self, frame: np.ndarray, regions: list[Box] = ()) -> list[Detection]:
+    def _stages(self, frame: np.ndarray):
         if self._tasks is not None:
-            return self._tasks.detect(_to_rgb(frame))
-        whole = (0, 0, frame.shape[1], frame.shape[0])
-        return _detections(self._near_net.detect(_to_rgb(frame), [whole, *regions]))
-
-    def _near_reach(self, width: int, height: int) -> float:
-        return 0.0 if self._tasks is not None else NEAR_REACH * max(width, height)
-
-    def _full(self, frame: np.ndarray) -> list[Detection]:
-        if self._tasks is not None:
-            return self._tasks.detect(_to_rgb(frame))
+            return [(lambda: self._tasks.detect(_to_rgb(frame)), 0.0)]
         rgb = _to_rgb(frame)
-        regions = self._far_regions(frame.shape[1], frame.shape[0])
-        return _detections(self._near_net.detect(rgb)) + _detections(self._far_net.detect(rgb, regions))
+        longest = max(frame.shape[:2])
+        whole, *tiles = self._far_regions(frame.shape[1], frame.shape[0])
+        stages = [(lambda: _detections(self._near_net.detect(rgb)), NEAR_REACH * longest),
+                  (lambda: _detections(self._far_net.detect(rgb, [whole])), FAR_REACH * longest)]
+        if tiles:
+            stages.append((lambda: _detections(self._far_net.detect(rgb, tiles)), 0.0))
+        return stages
 
     def detect_video(self, frame_bgr: np.ndarray, step: int, regions: list[Box] = ()) -> list[Detection]:
         """Every frame: the regions around tracked faces, four to a network input (ROI_CELLS); then, in the turns of
