@@ -85,9 +85,9 @@ Region = tuple[int, int, int, int]  # x, y, w, h of a part of the image to look 
 
 
 class BlazeFace:
-    """One BlazeFace network. `detect(rgb, regions)` looks at each region of an RGB uint8 image (default: all of
-    it), every region letterboxed into the network's square input, all regions in one batched call. Thread-safe
-    (calls are serialized)."""
+    """One BlazeFace network. `detect(image, regions)` looks at each region of a uint8 BGR (OpenCV's order) or
+    grayscale image (default: all of it), every region letterboxed into the network's square input, all regions in
+    one batched call. Thread-safe (calls are serialized)."""
 
     def __init__(self, name: str = "full", score_threshold: float | None = None, threads: int | None = None):
         if name not in NETWORKS:
@@ -97,7 +97,8 @@ class BlazeFace:
         self.score_threshold = self.spec.score_threshold if score_threshold is None else score_threshold
         self._model = network_path(name).read_bytes()
         self._threads = threads or min(2, os.cpu_count() or 1)
-        self._interpreters: dict[int, tuple] = {}  # batch size -> (interpreter, input, regressors, scores)
+        # batch size -> (interpreter, input, regressors, scores, batch order of the outputs)
+        self._interpreters: dict[int, tuple] = {}
         self._anchors = anchors(self.spec)
         self._lock = threading.Lock()
         self._interpreter(1)  # fails here, not on the first frame, if the file is not usable
@@ -116,7 +117,7 @@ class BlazeFace:
                 interpreter.resize_tensor_input(input_index, [batch, size, size, 3])
             interpreter.allocate_tensors()
             outputs = sorted(interpreter.get_output_details(), key=lambda d: d["shape"][-1], reverse=True)
-            entry = (interpreter, input_index, outputs[0]["index"], outputs[1]["index"])
+            entry = (interpreter, input_index, outputs[0]["index"], outputs[1]["index"], self._batch_order(batch))
             if len(self._interpreters) > 8:  # a handful of batch sizes recur; do not keep every one ever seen
                 self._interpreters.clear()
             self._interpreters[batch] = entry
@@ -132,11 +133,12 @@ class BlazeFace:
             start += batch * count
         return np.concatenate(blocks, axis=1)
 
-    def detect(self, rgb: np.ndarray, regions: list[Region] | None = None, cells: int = 1) -> list[RawFace]:
+    def detect(self, image: np.ndarray, regions: list[Region] | None = None, cells: int = 1) -> list[RawFace]:
         """Faces in the regions (default: the whole image), boxes and keypoints in image pixels, after weighted
         suppression across all regions. `cells` > 1 packs cells x cells regions into each network input, a
         mosaic of smaller squares (for looking again around faces already known: cheaper by cells^2)."""
-        height, width = rgb.shape[:2]
+        height, width = image.shape[:2]
+        to_rgb = cv2.COLOR_GRAY2RGB if image.ndim == 2 else cv2.COLOR_BGR2RGB
         regions = [(0, 0, width, height)] if regions is None else [r for r in regions if r[2] > 0 and r[3] > 0]
         if not regions:
             return []
@@ -152,16 +154,16 @@ class BlazeFace:
             scale = cell / max(w, h)
             new_w, new_h = max(1, min(cell, round(w * scale))), max(1, min(cell, round(h * scale)))
             pad_x, pad_y = (cell - new_w) // 2, (cell - new_h) // 2
-            part = rgb[y : y + h, x : x + w]
+            part = image[y : y + h, x : x + w]
             resized = cv2.resize(part, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            resized = cv2.cvtColor(resized, to_rgb)  # after the resize: a few pixels, not the whole frame
             top, left = cell_y + pad_y, cell_x + pad_x
             batch[slot, top : top + new_h, left : left + new_w] = resized * np.float32(1 / 127.5) - 1.0
             placements.append((slot, cell_x, cell_y, x - pad_x / scale, y - pad_y / scale, 1 / scale))
         with self._lock:
-            interpreter, input_index, regressors, scores = self._interpreter(inputs)
+            interpreter, input_index, regressors, scores, order = self._interpreter(inputs)
             interpreter.set_tensor(input_index, batch)
             interpreter.invoke()
-            order = self._batch_order(inputs)
             raw = interpreter.get_tensor(regressors).reshape(-1, 16)[order]
             logits = interpreter.get_tensor(scores).reshape(-1)[order]
         logit_threshold = np.log(self.score_threshold / (1 - self.score_threshold))

@@ -101,12 +101,11 @@ def cmd_quantize(args) -> int:
     return 0
 
 
-def _calibrated(model, metadata, train, int8_tflite: bytes | None):
-    """`metadata` with the temperature that minimises the log-loss on the model's selection split, as the engine
-    reads those faces (int8, test-time views). Unchanged for a model that records no selection split."""
+def _calibrated(engine, metadata, train):
+    """`metadata` with the temperature that minimises the log-loss on the model's selection split, as `engine` (the
+    model at temperature 1: int8, test-time views) reads those faces. Unchanged for a model that records no
+    selection split."""
     from .calibration import apply_temperature, expected_calibration_error, fit_temperature, log_loss
-    from .engine import InferenceEngine
-    from .model_io import LoadedModel
     from .training import model_selection_split
 
     try:
@@ -114,8 +113,6 @@ def _calibrated(model, metadata, train, int8_tflite: bytes | None):
     except FerError as exc:
         print(f"not calibrated: {exc}", flush=True)
         return metadata
-    plain = dataclasses.replace(metadata, temperature=1.0)
-    engine = InferenceEngine(LoadedModel(model=model, metadata=plain, path=Path("."), int8_tflite=int8_tflite))
     probabilities = _engine_probabilities(engine, train.images[selection])
     labels = train.labels[selection]
     temperature = fit_temperature(probabilities, labels)
@@ -136,14 +133,16 @@ def _save_with_heldout_metrics(model, metadata, out: Path, heldout, heldout_name
     """Calibrate on the selection split of `train`, evaluate on the held-out data (through the engine, as
     `evaluate` does), then write the model (figures and the `command` that made it in its metadata) and
     OUT.metrics.json."""
+    from .calibration import apply_temperature
     from .engine import InferenceEngine
     from .evaluation import evaluate_predictions
     from .model_io import LoadedModel, save_model
 
-    metadata = _calibrated(model, metadata, train, int8_tflite)
-    # Held-out figures come from the same engine `evaluate` uses (test-time views and temperature included).
-    engine = InferenceEngine(LoadedModel(model=model, metadata=metadata, path=out, int8_tflite=int8_tflite))
-    probabilities = _engine_probabilities(engine, heldout.images)
+    # One engine, at temperature 1, for both splits; the temperature is then applied as the engine applies it.
+    plain = dataclasses.replace(metadata, temperature=1.0)
+    engine = InferenceEngine(LoadedModel(model=model, metadata=plain, path=out, int8_tflite=int8_tflite))
+    metadata = _calibrated(engine, metadata, train)
+    probabilities = apply_temperature(_engine_probabilities(engine, heldout.images), metadata.temperature)
     report = evaluate_predictions(heldout.labels, probabilities.argmax(axis=1), heldout.classes,
                                   probabilities=probabilities)
     metadata = dataclasses.replace(

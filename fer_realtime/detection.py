@@ -220,13 +220,13 @@ class HaarFaceDetector(FaceDetector):
         width = self.options.detection_width
         near = _detection_scale(frame.shape[1], HAAR_NEAR_WIDTH if width == AUTO else width)
         fine = min(1.0, HAAR_SMALLEST_FACE / self.options.min_face_size)
-        stages = [(lambda: self._at_scale(frame, near), 1.5 * HAAR_SMALLEST_FACE / near)]
+        gray = _to_gray(frame)
+        stages = [(lambda: self._at_scale(gray, near), 1.5 * HAAR_SMALLEST_FACE / near)]
         if fine > near:
-            stages.append((lambda: self._at_scale(frame, fine), 0.0))
+            stages.append((lambda: self._at_scale(gray, fine), 0.0))
         return stages
 
-    def _at_scale(self, frame: np.ndarray, scale: float) -> list[Detection]:
-        full_gray = _to_gray(frame)
+    def _at_scale(self, full_gray: np.ndarray, scale: float) -> list[Detection]:
         # INTER_AREA: the cascades find slightly more faces on area-averaged frames; its cost is small beside theirs.
         gray = _resized(full_gray, scale, cv2.INTER_AREA)
         min_size = max(1, math.floor(self.options.min_face_size * scale))
@@ -362,13 +362,12 @@ class MediaPipeFaceDetector(FaceDetector):
     def _stages(self, frame: np.ndarray):
         if self._tasks is not None:
             return [(lambda: self._tasks.detect(_to_rgb(frame)), 0.0)]
-        rgb = _to_rgb(frame)
         longest = max(frame.shape[:2])
         whole, *tiles = self._far_regions(frame.shape[1], frame.shape[0])
-        stages = [(lambda: _detections(self._near_net.detect(rgb)), NEAR_REACH * longest),
-                  (lambda: _detections(self._far_net.detect(rgb, [whole])), FAR_REACH * longest)]
+        stages = [(lambda: _detections(self._near_net.detect(frame)), NEAR_REACH * longest),
+                  (lambda: _detections(self._far_net.detect(frame, [whole])), FAR_REACH * longest)]
         if tiles:
-            stages.append((lambda: _detections(self._far_net.detect(rgb, tiles)), 0.0))
+            stages.append((lambda: _detections(self._far_net.detect(frame, tiles)), 0.0))
         return stages
 
     def detect_video(self, frame_bgr: np.ndarray, step: int, regions: list[Box] = ()) -> list[Detection]:
@@ -380,16 +379,15 @@ class MediaPipeFaceDetector(FaceDetector):
             self._check_open()
             if self._tasks is not None:
                 return _finalize(self._tasks.detect(_to_rgb(frame)), width, height, self.options)
-            rgb = _to_rgb(frame)
             looks = [_square_around(box, ROI_FACTOR, width, height) for box in regions]
-            found = _detections(self._near_net.detect(rgb, looks, cells=ROI_CELLS)) if looks else []
+            found = _detections(self._near_net.detect(frame, looks, cells=ROI_CELLS)) if looks else []
             turn = step % len(VIDEO_TURNS)
             if VIDEO_TURNS[turn] == "near":
-                found += _detections(self._near_net.detect(rgb))
+                found += _detections(self._near_net.detect(frame))
             elif VIDEO_TURNS[turn] == "far":
                 far = self._far_regions(width, height)
                 far_step = (step // len(VIDEO_TURNS)) * VIDEO_TURNS.count("far") + VIDEO_TURNS[:turn].count("far")
-                found += _detections(self._far_net.detect(rgb, [far[far_step % len(far)]]))
+                found += _detections(self._far_net.detect(frame, [far[far_step % len(far)]]))
         return _finalize(found, width, height, self.options)
 
     def _release(self) -> None:

