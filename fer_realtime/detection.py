@@ -302,10 +302,12 @@ FAR_SCORE_MARGIN = 0.1
 # them per network input (a face fills about 1/ROI_FACTOR of its 64 px cell: above NEAR_REACH of 128).
 ROI_FACTOR = 2.5
 ROI_CELLS = 2
-# What video mode adds to the regions around tracked faces, frame after frame: a face stepping up to the camera is
-# found within 4 frames; a 720p frame is searched for 24 px faces every 38 frames (19 parts, two per 4 frames);
-# one frame in four looks only around the faces it tracks, which keeps the median frame cheap.
-VIDEO_TURNS = ("near", "far", "tracked", "far")
+# Video mode, every frame: the quick look at the whole frame (it keeps near faces, the usual webcam case, as
+# before) and a look around each tracked face it missed; every FAR_EVERY-th frame, one part of the
+# full-range search (a 640x480 frame is searched for 24 px faces every 21 frames, a 720p one every 57). On the
+# live page the detector shares 2 cores with the classifier, WebRTC's video coding and the browser: every extra
+# network call per frame shows there several times over.
+FAR_EVERY = 3
 
 
 def search_tiles(width: int, height: int, min_face: int) -> list[Box]:
@@ -371,23 +373,22 @@ class MediaPipeFaceDetector(FaceDetector):
         return stages
 
     def detect_video(self, frame_bgr: np.ndarray, step: int, regions: list[Box] = ()) -> list[Detection]:
-        """Every frame: the regions around tracked faces, four to a network input (ROI_CELLS); then, in the turns of
-        VIDEO_TURNS, the quick look at the whole frame, one part of the full-range search, or nothing more."""
+        """Every frame: the quick look at the whole frame, then the regions around the tracked faces it missed (small
+        ones), four to a network input (ROI_CELLS); every FAR_EVERY-th frame, one part of the full-range search."""
         frame = _validated_frame(frame_bgr)
         height, width = frame.shape[:2]
         with self._lock:
             self._check_open()
             if self._tasks is not None:
                 return _finalize(self._tasks.detect(_to_rgb(frame)), width, height, self.options)
-            looks = [_square_around(box, ROI_FACTOR, width, height) for box in regions]
-            found = _detections(self._near_net.detect(frame, looks, cells=ROI_CELLS)) if looks else []
-            turn = step % len(VIDEO_TURNS)
-            if VIDEO_TURNS[turn] == "near":
-                found += _detections(self._near_net.detect(frame))
-            elif VIDEO_TURNS[turn] == "far":
+            found = _detections(self._near_net.detect(frame))
+            missed = [box for box in regions if all(box_iou(box, d.box) < NMS_IOU_THRESHOLD for d in found)]
+            looks = [_square_around(box, ROI_FACTOR, width, height) for box in missed]
+            if looks:
+                found += _detections(self._near_net.detect(frame, looks, cells=ROI_CELLS))
+            if step % FAR_EVERY == FAR_EVERY - 1:
                 far = self._far_regions(width, height)
-                far_step = (step // len(VIDEO_TURNS)) * VIDEO_TURNS.count("far") + VIDEO_TURNS[:turn].count("far")
-                found += _detections(self._far_net.detect(frame, [far[far_step % len(far)]]))
+                found += _detections(self._far_net.detect(frame, [far[(step // FAR_EVERY) % len(far)]]))
         return _finalize(found, width, height, self.options)
 
     def _release(self) -> None:

@@ -9,7 +9,7 @@ import pytest
 from fer_realtime.bench_scenes import CAMERAMAN_FACE, photo_scene, photographs
 from fer_realtime.benchmark import count_found, matches
 from fer_realtime.detection import (
-    FAR_REACH, TILE_OVERLAP, VIDEO_TURNS, FaceDetectorOptions, box_iou, create_detector, search_tiles, still_image_options,
+    FAR_EVERY, FAR_REACH, TILE_OVERLAP, FaceDetectorOptions, box_iou, create_detector, search_tiles, still_image_options,
 )
 from fer_realtime.model_io import ModelMetadata
 from fer_realtime.preprocessing import crop_faces
@@ -119,7 +119,7 @@ def test_video_mode_finds_a_small_face_within_its_search_cycle_and_keeps_it():
     frame = photo_scene("astronaut", 1, 3, (28, 36), (1280, 720), seed=5)[0]
     with EmotionRecognizer() as rec:
         processor = rec.video_processor()
-        cycle = (1 + len(search_tiles(1280, 720, 24))) * len(VIDEO_TURNS) // VIDEO_TURNS.count("far") + len(VIDEO_TURNS)
+        cycle = (1 + len(search_tiles(1280, 720, 24))) * FAR_EVERY + FAR_EVERY
         found_at = {}
         for t in range(cycle + 10):
             faces = processor.process(frame.image).faces
