@@ -4,7 +4,7 @@
 
 A thin shell over the `fer_realtime` library; the page's parts are in `webapp/`, one module per tab or section.
 The live stream's frame callback runs in a worker thread of streamlit-webrtc: it never calls Streamlit; it hands
-a small typed update per frame to the page through a queue (fer_realtime.live), and the page shows the newest one
+a small typed update per frame to the page through a queue (fer_realtime.app.live), and the page shows the newest one
 while the stream plays.
 
 ICE servers for WebRTC: the sidebar's "Connection" field, or the environment variable FER_REALTIME_ICE_SERVERS
@@ -25,8 +25,9 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # `webapp` sits beside
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fer_realtime import ModelLoadError  # noqa: E402
-from fer_realtime.detection import DEFAULT_DETECTOR, DETECTOR_NAMES  # noqa: E402
-from fer_realtime.model_catalog import ModelEntry, file_mtime, list_models  # noqa: E402
+from fer_realtime.app.model_catalog import ModelEntry, file_mtime, list_models  # noqa: E402
+from fer_realtime.faces.detector import DETECTOR_NAMES  # noqa: E402
+from fer_realtime.faces.detectors import DEFAULT_DETECTOR  # noqa: E402
 from webapp.live_tab import live_tab  # noqa: E402
 from webapp.model_view import about_tab  # noqa: E402
 from webapp.resources import detector_problem, load_engine, ml_runtime  # noqa: E402

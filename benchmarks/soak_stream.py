@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer_realtime.benchmark import count_found
+from fer_realtime.evaluation.benchmark import count_found
 
 ROOT = Path(__file__).resolve().parents[1]
 FER_VAL = ROOT.parent / "shared" / "datasets" / "fer2013" / "val"

@@ -1,7 +1,7 @@
 """fer-realtime: real-time facial-expression recognition (library; no UI code here)."""
 
-from .errors import DatasetError, DetectorError, FerError, ImageReadError, ModelLoadError
-from .labels import EMOTIONS
+from .core.errors import DatasetError, DetectorError, FerError, ImageReadError, ModelLoadError
+from .core.labels import EMOTIONS
 
 __all__ = [
     "EMOTIONS",
@@ -16,7 +16,7 @@ __all__ = [
 
 
 def __getattr__(name):
-    # The recognizer pulls in TensorFlow; import it only when asked for, so `fer_realtime.labels` etc. stay light.
+    # The recognizer pulls in TensorFlow; import it only when asked for, so `fer_realtime.core` etc. stay light.
     if name in ("EmotionRecognizer", "FaceResult"):
         from . import recognizer
 

@@ -21,7 +21,8 @@ import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 try:
-    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError, sync_playwright
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+    from playwright.sync_api import sync_playwright
 except ImportError:  # pragma: no cover - CI installs it
     sync_playwright = None
     PlaywrightTimeoutError = TimeoutError
@@ -186,7 +187,7 @@ def overlay_evidence(received_bgr: np.ndarray, raw_bgr: np.ndarray, face_box, co
 
 
 def require_model() -> None:
-    from fer_realtime.model_io import default_model_path
+    from fer_realtime.core.model_file import default_model_path
 
     if not default_model_path().is_file():
         pytest.fail(f"the page needs a model: {default_model_path()} is missing (or point FER_REALTIME_MODEL at one)")

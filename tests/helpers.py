@@ -39,14 +39,14 @@ def png_header(width: int, height: int) -> bytes:
 
 
 def box_iou(a, b) -> float:
-    from fer_realtime.tracking import iou
+    from fer_realtime.faces.tracking import iou
 
     return iou(tuple(a), tuple(b))
 
 
 def tiny_model(num_classes: int = 7, input_size=(48, 48)):
     """A small untrained network of our CNN architecture (fast to build; for plumbing tests)."""
-    from fer_realtime.models import CNNConfig, build_cnn
+    from fer_realtime.training.architectures import CNNConfig, build_cnn
 
     return build_cnn(
         CNNConfig(input_shape=(*input_size, 1), num_classes=num_classes, stage_filters=(4, 8), convs_per_stage=(1, 1))
@@ -58,9 +58,9 @@ def fitted_tiny_model(data_root: Path, seed: int, epochs: int):
     that use it record a selection split in the metadata but need no honest selection figures)."""
     import keras
 
-    from fer_realtime.datasets import load_dataset
-    from fer_realtime.model_io import Preprocessing
-    from fer_realtime.preprocessing import normalize
+    from fer_realtime.core.model_file import Preprocessing
+    from fer_realtime.core.preprocessing import normalize
+    from fer_realtime.data.loader import load_dataset
 
     keras.utils.set_random_seed(seed)
     train = load_dataset(data_root).train
@@ -71,8 +71,8 @@ def fitted_tiny_model(data_root: Path, seed: int, epochs: int):
 
 
 def save_tiny_model(path: Path, num_classes: int = 7) -> Path:
-    from fer_realtime.labels import EMOTIONS
-    from fer_realtime.model_io import ModelMetadata, save_model
+    from fer_realtime.core.labels import EMOTIONS
+    from fer_realtime.core.model_file import ModelMetadata, save_model
 
     classes = EMOTIONS if num_classes == 7 else tuple(f"class{i}" for i in range(num_classes))
     return save_model(tiny_model(num_classes), ModelMetadata(classes=classes), path)
@@ -98,7 +98,7 @@ def write_class_folders(root: Path, per_class: dict[str, int], size=(48, 48), se
 
 def write_train_val(root: Path, train_per_class: int, val_per_class: int = 3) -> Path:
     """A dataset root with train/ and val/ class folders of synthetic faces for all seven emotions."""
-    from fer_realtime.labels import EMOTIONS
+    from fer_realtime.core.labels import EMOTIONS
 
     write_class_folders(root / "train", {name: train_per_class for name in EMOTIONS}, seed=1)
     write_class_folders(root / "val", {name: val_per_class for name in EMOTIONS}, seed=2)

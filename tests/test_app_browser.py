@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+
 from browser_support import (
     FAKE_CAMERA_ARGS,
     REPO_ROOT,
@@ -33,9 +34,8 @@ from browser_support import (
     webrtc_frame,
     write_y4m,
 )
-
-from fer_realtime.drawing import EMOTION_COLORS
-
+from fer_realtime.faces.drawing import EMOTION_COLORS
+from fer_realtime.inference.tta import TestTimeAugmentation
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def test_page_renders_models_and_training_record(monkeypatch, tmp_path):
     import streamlit_webrtc
     from streamlit.testing.v1 import AppTest
 
-    from fer_realtime.model_io import default_model_path, read_metadata
+    from fer_realtime.core.model_file import default_model_path, read_metadata
 
     calls = []
 
@@ -176,7 +176,7 @@ def test_page_renders_models_and_training_record(monkeypatch, tmp_path):
     if metadata.command:
         assert metadata.command in codes
     notes = " ".join(m.value for m in app.markdown)
-    assert "test-time augmentation: " + metadata.tta.describe() in notes
+    assert "test-time augmentation: " + TestTimeAugmentation.of(metadata).describe() in notes
     if metadata.int8.get("used"):
         assert "int8 TensorFlow Lite copy" in notes
     assert app.sidebar.radio(key="detector").options == ["haar", "mediapipe"]

@@ -1,7 +1,7 @@
 """Bad input at every entry point gets ONE clear message and no traceback; valid but unusual input works.
 
 Entry points: the CLI (`predict`, `evaluate`, `train`, `compare`) and the library functions behind the page
-(images.decode_image/read_image for the sidebar upload, datasets.load_dataset/load_uploaded_dataset for the
+(images.decode_image/read_image for the sidebar upload, data.loader.load_dataset / data.uploads.load_uploaded_dataset for the
 training tab, model_io.read_metadata/load_model). Every bad input is generated here into tmp_path.
 """
 
@@ -20,12 +20,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from fer_realtime import atomic, datasets, images
-from fer_realtime.cli import main
-from fer_realtime.datasets import load_dataset, load_uploaded_dataset
-from fer_realtime.errors import DatasetError, ImageReadError, ModelLoadError
-from fer_realtime.labels import EMOTIONS
-from fer_realtime.model_io import ModelMetadata, load_model, read_metadata, save_model
+from fer_realtime.cli.main import main
+from fer_realtime.core import atomic, images
+from fer_realtime.core.errors import DatasetError, ImageReadError, ModelLoadError
+from fer_realtime.core.labels import EMOTIONS
+from fer_realtime.core.model_file import ModelMetadata, load_model, read_metadata, save_model
+from fer_realtime.data import class_folders, uploads
+from fer_realtime.data.loader import load_dataset
+from fer_realtime.data.uploads import load_uploaded_dataset
 from helpers import astronaut_bgr, encode, png_header, save_tiny_model, tiny_model, write_class_folders, zip_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -444,7 +446,7 @@ def test_bad_images_inside_class_folders_are_skipped_without_decoding_bombs(tmp_
 
 
 def test_uploads_above_the_size_limit_are_refused_naming_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "MAX_UPLOAD_BYTES", 3 * 2**20)
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 3 * 2**20)
     files = [("X_big.npy", bytes(2 * 2**20)), ("Y_big.npy", bytes(2 * 2**20))]
     with pytest.raises(DatasetError) as info:
         load_uploaded_dataset(files, tmp_path / "uploads")
@@ -559,9 +561,9 @@ def test_a_dataset_cache_write_that_fails_leaves_no_temp_file(tmp_path, monkeypa
         Path(file).write_bytes(b"PK half an npz")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(datasets.np, "savez", savez_fails)
+    monkeypatch.setattr(class_folders.np, "savez", savez_fails)
     with pytest.raises(OSError):
-        datasets.load_class_folders_cached(root, tmp_path / "cache")
+        class_folders.load_class_folders_cached(root, tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
 
 
@@ -577,4 +579,3 @@ def test_cli_predict_annotated_copies_are_never_half_written(tmp_path, monkeypat
     assert main(["predict", str(good), "--out", str(out)]) == 2
     one_line(capsys.readouterr().err, "error: ", "No space left on device")
     assert list(out.iterdir()) == []
-

@@ -2,10 +2,15 @@ import json
 
 import pytest
 
-from fer_realtime.benchmark import (
-    count_found, format_rows, load_face_crops, make_frames, make_sequence, run_benchmark,
+from fer_realtime.cli.main import main
+from fer_realtime.evaluation.benchmark import (
+    count_found,
+    format_rows,
+    load_face_crops,
+    make_frames,
+    make_sequence,
+    run_benchmark,
 )
-from fer_realtime.cli import main
 from helpers import write_class_folders
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 
-from fer_realtime.calibration import apply_temperature, expected_calibration_error, fit_temperature, log_loss
-from fer_realtime.evaluation import evaluate_predictions
+from fer_realtime.evaluation.metrics import evaluate_predictions
+from fer_realtime.inference.calibration import apply_temperature, expected_calibration_error, fit_temperature, log_loss
 
 
 def _softmax(z):

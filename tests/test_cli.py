@@ -6,8 +6,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from fer_realtime.cli import main
-from fer_realtime.labels import EMOTIONS
+from fer_realtime.cli.main import main
+from fer_realtime.core.labels import EMOTIONS
 from helpers import astronaut_bgr, write_class_folders
 
 ROOT = Path(__file__).resolve().parents[1]

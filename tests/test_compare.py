@@ -1,8 +1,8 @@
 import json
 
-from fer_realtime.charts import comparison_png, history_csv
-from fer_realtime.cli import main
-from fer_realtime.model_io import load_model
+from fer_realtime.cli.main import main
+from fer_realtime.core.model_file import load_model
+from fer_realtime.evaluation.charts import comparison_png, history_csv
 from helpers import write_class_folders
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

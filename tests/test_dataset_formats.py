@@ -10,19 +10,15 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_realtime import datasets
-from fer_realtime.datasets import (
-    FaceArrays,
-    load_class_folders_cached,
-    load_dataset,
-    load_fer2013_csv,
-    load_folder_dataset,
-    load_npy_dataset,
-    load_uploaded_dataset,
-    train_heldout_split,
-)
-from fer_realtime.errors import DatasetError
-from fer_realtime.labels import EMOTIONS
+from fer_realtime.core.errors import DatasetError
+from fer_realtime.core.labels import EMOTIONS
+from fer_realtime.data import uploads
+from fer_realtime.data.class_folders import load_class_folders_cached, load_folder_dataset
+from fer_realtime.data.dataset import FaceArrays, train_heldout_split
+from fer_realtime.data.fer2013_csv import load_fer2013_csv
+from fer_realtime.data.loader import load_dataset
+from fer_realtime.data.numpy_pair import load_npy_dataset
+from fer_realtime.data.uploads import load_uploaded_dataset
 from helpers import write_class_folders, zip_bytes
 
 
@@ -389,10 +385,10 @@ def test_upload_zip_with_unsafe_member_extracts_nothing(tmp_path, evil):
 
 def test_upload_zip_over_the_size_or_member_cap_leaves_nothing(tmp_path, monkeypatch):
     members = {f"{name}/{i}.png": png(i) for name in EMOTIONS for i in range(3)}
-    monkeypatch.setattr(datasets, "MAX_UNZIPPED_BYTES", 1000)
+    monkeypatch.setattr(uploads, "MAX_UNZIPPED_BYTES", 1000)
     assert "more than" in error_of(load_uploaded_dataset, [("d.zip", zip_bytes(members))], tmp_path)
-    monkeypatch.setattr(datasets, "MAX_UNZIPPED_BYTES", 2 * 1024**3)
-    monkeypatch.setattr(datasets, "MAX_ZIP_MEMBERS", 5)
+    monkeypatch.setattr(uploads, "MAX_UNZIPPED_BYTES", 2 * 1024**3)
+    monkeypatch.setattr(uploads, "MAX_ZIP_MEMBERS", 5)
     assert "at most 5" in error_of(load_uploaded_dataset, [("d.zip", zip_bytes(members))], tmp_path)
     assert list(tmp_path.iterdir()) == []
 
@@ -440,7 +436,7 @@ def test_dataset_signature_changes_when_images_or_files_change_but_not_otherwise
     import os
     import time
 
-    from fer_realtime.datasets import dataset_signature
+    from fer_realtime.data.loader import dataset_signature
 
     root = write_class_folders(tmp_path / "data" / "train", {"happy": 2, "sad": 2}).parent
     first = dataset_signature(root)
@@ -458,7 +454,7 @@ def test_dataset_signature_changes_when_images_or_files_change_but_not_otherwise
 
 
 def test_upload_digest_ignores_the_order_of_the_files():
-    from fer_realtime.datasets import upload_digest
+    from fer_realtime.data.uploads import upload_digest
 
     files = [("X.npy", b"abc"), ("Y.npy", b"def")]
     assert upload_digest(files) == upload_digest(files[::-1]) and len(upload_digest(files)) == 20

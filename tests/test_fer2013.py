@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from fer_realtime.cli import main
-from fer_realtime.model_io import SHIPPED_MODEL_PATH
+from fer_realtime.cli.main import main
+from fer_realtime.core.model_file import SHIPPED_MODEL_PATH
 
 FER2013 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fer2013"
 needs_fer2013 = pytest.mark.skipif(not (FER2013 / "val").is_dir(), reason=f"FER2013 not found at {FER2013}")
@@ -23,8 +23,8 @@ def test_shipped_model_and_metrics_file_exist():
 
 
 def test_shipped_model_carries_an_int8_copy_of_its_own_weights():
-    from fer_realtime.engine import InferenceEngine
-    from fer_realtime.model_io import load_model
+    from fer_realtime.core.model_file import load_model
+    from fer_realtime.inference.engine import InferenceEngine
 
     loaded = load_model(SHIPPED_MODEL_PATH)
     assert loaded.int8_tflite is not None and loaded.metadata.flip_tta
@@ -46,7 +46,7 @@ def test_shipped_model_accuracy_on_val_matches_its_metrics_file(capsys):
 
 @needs_fer2013
 def test_shipped_model_confidence_is_calibrated_on_val(capsys):
-    from fer_realtime.model_io import load_model
+    from fer_realtime.core.model_file import load_model
 
     meta = load_model(SHIPPED_MODEL_PATH).metadata
     assert meta.temperature != 1.0 and "temperature" in meta.metrics["selection_calibration"]  # fitted, not assumed

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_realtime.errors import ImageReadError
-from fer_realtime.images import decode_image, read_image
+from fer_realtime.core.errors import ImageReadError
+from fer_realtime.core.images import decode_image, read_image
 from helpers import encode, png_header
 
 

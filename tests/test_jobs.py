@@ -5,11 +5,11 @@ import time
 
 import pytest
 
-from fer_realtime.errors import FerError
-from fer_realtime.experiments import ExperimentConfig
-from fer_realtime.atomic import write_json_atomic
-from fer_realtime.jobs import active_run, cancel_run, list_runs, run_status, start_run
-from fer_realtime.model_io import load_model
+from fer_realtime.core.atomic import write_json_atomic
+from fer_realtime.core.errors import FerError
+from fer_realtime.core.model_file import load_model
+from fer_realtime.training.experiments import ExperimentConfig
+from fer_realtime.training.jobs import active_run, cancel_run, list_runs, run_status, start_run
 from helpers import write_class_folders
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

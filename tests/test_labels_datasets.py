@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from fer_realtime.datasets import load_class_folders, stratified_split
-from fer_realtime.errors import DatasetError
-from fer_realtime.labels import EMOTIONS, canonical_emotion
+from fer_realtime.core.errors import DatasetError
+from fer_realtime.core.labels import EMOTIONS, canonical_emotion
+from fer_realtime.data.class_folders import load_class_folders
+from fer_realtime.data.dataset import stratified_split
 from helpers import write_class_folders
 
 

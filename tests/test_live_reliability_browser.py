@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from browser_support import (
     FAKE_CAMERA_ARGS,
     app_page,
@@ -250,9 +251,8 @@ def test_video_tab_processes_a_clip_and_refuses_bad_files(page, server, folders,
 
 def _wrong_class_count_model(path: Path) -> Path:
     """A network with 5 outputs whose metadata names the 7 emotions."""
+    from fer_realtime.core.model_file import ModelMetadata, save_model
     from helpers import tiny_model
-
-    from fer_realtime.model_io import ModelMetadata, save_model
 
     return save_model(tiny_model(5), ModelMetadata(), path)
 

@@ -1,13 +1,13 @@
-"""The live stream's shared state (fer_realtime.live.LiveSession): the frame callback's side and the page's."""
+"""The live stream's shared state (fer_realtime.app.live.LiveSession): the frame callback's side and the page's."""
 
 import threading
 
 import numpy as np
 import pytest
 
-from fer_realtime.live import LiveSession, LiveUpdate
-from fer_realtime.model_io import default_model_path
-from fer_realtime.video import VideoProcessor
+from fer_realtime.app.live import LiveSession, LiveUpdate
+from fer_realtime.core.model_file import default_model_path
+from fer_realtime.video.processor import VideoProcessor
 from helpers import astronaut_bgr
 
 

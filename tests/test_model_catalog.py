@@ -1,10 +1,10 @@
-"""The model list (shipped default + a folder) and adding uploaded model files (fer_realtime.model_catalog)."""
+"""The model list (shipped default + a folder) and adding uploaded model files (fer_realtime.app.model_catalog)."""
 
 import pytest
 
 from fer_realtime import ModelLoadError
-from fer_realtime.model_catalog import add_uploaded_model, list_models, model_entry, safe_file_name
-from fer_realtime.model_io import default_model_path
+from fer_realtime.app.model_catalog import add_uploaded_model, list_models, model_entry, safe_file_name
+from fer_realtime.core.model_file import default_model_path
 from helpers import save_tiny_model
 
 

@@ -5,9 +5,9 @@ import keras
 import numpy as np
 import pytest
 
-from fer_realtime.errors import ModelLoadError
-from fer_realtime.labels import EMOTIONS
-from fer_realtime.model_io import METADATA_ENTRY, ModelMetadata, load_model, read_metadata, save_model
+from fer_realtime.core.errors import ModelLoadError
+from fer_realtime.core.labels import EMOTIONS
+from fer_realtime.core.model_file import METADATA_ENTRY, ModelMetadata, load_model, read_metadata, save_model
 from helpers import save_tiny_model, tiny_model
 
 
@@ -90,7 +90,7 @@ def test_flip_setting_round_trips_and_training_state_is_not_saved(tmp_path):
 
     import keras
 
-    from fer_realtime.model_io import ModelMetadata, load_model, save_model
+    from fer_realtime.core.model_file import ModelMetadata, load_model, save_model
     from helpers import tiny_model
 
     model = tiny_model()

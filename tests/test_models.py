@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from fer_realtime.errors import FerError, ModelLoadError
-from fer_realtime.model_io import ModelMetadata, load_model, save_model
-from fer_realtime.models import (
+from fer_realtime.core.errors import FerError, ModelLoadError
+from fer_realtime.core.model_file import ModelMetadata, load_model, save_model
+from fer_realtime.training.architectures import (
     CNNConfig,
     PretrainedWeightsError,
     RNNConfig,

@@ -6,9 +6,9 @@ from math import comb
 import numpy as np
 import pytest
 
-from fer_realtime.cli import main
-from fer_realtime.datasets import load_dataset
-from fer_realtime.paired_comparison import compare_predictions, mcnemar_exact_p
+from fer_realtime.cli.main import main
+from fer_realtime.data.loader import load_dataset
+from fer_realtime.evaluation.paired_comparison import compare_predictions, mcnemar_exact_p
 from helpers import save_tiny_model, write_train_val
 
 

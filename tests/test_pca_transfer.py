@@ -4,12 +4,12 @@ import keras
 import numpy as np
 import pytest
 
-from fer_realtime.errors import FerError
-from fer_realtime.model_io import ModelMetadata, Preprocessing, load_model, save_model
-from fer_realtime.models import CNNConfig, TransferConfig, build_cnn, build_transfer
-from fer_realtime.pca import PCAError, PCAReducer, with_pca_front
-from fer_realtime.preprocessing import normalize
-from fer_realtime.transfer import apply_stage, plan_stages, run_staged_training
+from fer_realtime.core.errors import FerError
+from fer_realtime.core.model_file import ModelMetadata, Preprocessing, load_model, save_model
+from fer_realtime.core.preprocessing import normalize
+from fer_realtime.training.architectures import CNNConfig, TransferConfig, build_cnn, build_transfer
+from fer_realtime.training.pca import PCAError, PCAReducer, with_pca_front
+from fer_realtime.training.transfer import apply_stage, plan_stages, run_staged_training
 
 BLOCKS = [["a1", "a2"], ["b1"], ["c1", "c2"]]
 

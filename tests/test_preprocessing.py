@@ -1,7 +1,8 @@
 import numpy as np
 
-from fer_realtime.model_io import ModelMetadata, Preprocessing
-from fer_realtime.preprocessing import crop_faces, expand_box, normalize
+from fer_realtime.core.model_file import ModelMetadata, Preprocessing
+from fer_realtime.core.preprocessing import normalize
+from fer_realtime.faces.crops import crop_faces, expand_box
 
 
 def test_expand_box_clips_to_frame():

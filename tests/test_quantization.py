@@ -7,13 +7,13 @@ import keras
 import numpy as np
 import pytest
 
-from fer_realtime.calibration import apply_temperature
-from fer_realtime.cli import main
-from fer_realtime.datasets import load_dataset
-from fer_realtime.engine import InferenceEngine
-from fer_realtime.model_io import LoadedModel, ModelMetadata, load_model, save_model
-from fer_realtime.preprocessing import normalize
-from fer_realtime.quantization import convert_int8
+from fer_realtime.cli.main import main
+from fer_realtime.core.model_file import LoadedModel, ModelMetadata, load_model, save_model
+from fer_realtime.core.preprocessing import normalize
+from fer_realtime.data.loader import load_dataset
+from fer_realtime.inference.calibration import apply_temperature
+from fer_realtime.inference.engine import InferenceEngine
+from fer_realtime.inference.runtimes import convert_int8
 from helpers import fitted_tiny_model, tiny_model, write_train_val
 
 

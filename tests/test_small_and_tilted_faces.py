@@ -6,13 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_realtime.bench_scenes import CAMERAMAN_FACE, photo_scene, photographs
-from fer_realtime.benchmark import count_found, matches
-from fer_realtime.detection import (
-    FAR_EVERY, FAR_REACH, TILE_OVERLAP, FaceDetectorOptions, box_iou, create_detector, search_tiles, still_image_options,
-)
-from fer_realtime.model_io import ModelMetadata
-from fer_realtime.preprocessing import crop_faces
+from fer_realtime.core.model_file import ModelMetadata
+from fer_realtime.evaluation.bench_scenes import CAMERAMAN_FACE, photo_scene, photographs
+from fer_realtime.evaluation.benchmark import count_found, matches
+from fer_realtime.faces.blazeface_detector import FAR_EVERY, FAR_REACH, TILE_OVERLAP, search_tiles
+from fer_realtime.faces.boxes import box_iou
+from fer_realtime.faces.crops import crop_faces
+from fer_realtime.faces.detector import FaceDetectorOptions
+from fer_realtime.faces.detectors import create_detector, still_image_options
 from fer_realtime.recognizer import EmotionRecognizer
 
 ASTRONAUT_FACE = (176, 82, 94, 94)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from fer_realtime.tracking import FaceTracker, iou
+from fer_realtime.faces.tracking import FaceTracker, iou
 
 
 def onehot(i):

@@ -2,9 +2,9 @@ import json
 
 import numpy as np
 
-from fer_realtime.cli import main
-from fer_realtime.model_io import load_model
-from fer_realtime.training import build_model, class_weights, recipe_config
+from fer_realtime.cli.main import main
+from fer_realtime.core.model_file import load_model
+from fer_realtime.training.trainer import build_model, class_weights, recipe_config
 from helpers import write_class_folders
 
 

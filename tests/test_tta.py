@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from fer_realtime.cli import main
-from fer_realtime.engine import InferenceEngine
-from fer_realtime.model_io import ModelMetadata, load_model, read_metadata, save_model
-from fer_realtime.tta import CANDIDATES, NO_TTA, PRESETS, choose, rotate
+from fer_realtime.cli.main import main
+from fer_realtime.core.model_file import ModelMetadata, load_model, read_metadata, save_model
+from fer_realtime.inference.engine import InferenceEngine
+from fer_realtime.inference.tta import CANDIDATES, NO_TTA, PRESETS, TestTimeAugmentation, choose, rotate
 from helpers import fitted_tiny_model, save_tiny_model, tiny_model, write_train_val
 
 ROTATE = PRESETS["flip+rotate"]
@@ -89,7 +89,7 @@ def test_choose_takes_the_most_accurate_candidate_and_the_cheaper_on_a_tie():
 
 def test_metadata_keeps_rotations_and_refuses_wild_ones(tmp_path):
     path = save_model(tiny_model(), ModelMetadata(flip_tta=True, tta_rotations=(8.0, -8.0)), tmp_path / "m.keras")
-    assert read_metadata(path).tta == ROTATE
+    assert TestTimeAugmentation.of(read_metadata(path)) == ROTATE
     assert load_model(path).metadata.tta_rotations == (8.0, -8.0)
     data = json.loads(ModelMetadata(tta_rotations=(90.0,)).to_json())
     with pytest.raises(Exception, match="beyond"):
@@ -114,7 +114,7 @@ def test_tta_command_chooses_on_the_selection_split_and_rewrites_the_figures(dat
     assert "tta flip + rotate +8/-8" in printed and "chosen: flip + rotate +8/-8" in printed
 
     loaded = load_model(out)
-    assert loaded.metadata.tta == ROTATE and loaded.metadata.command == "python -m fer_realtime train (original)"
+    assert TestTimeAugmentation.of(loaded.metadata) == ROTATE and loaded.metadata.command == "python -m fer_realtime train (original)"
     assert set(loaded.metadata.metrics["selection_accuracy_by_tta"]) == {"flip + rotate +8/-8"}
     assert "selection_accuracy_with_flip" not in loaded.metadata.metrics  # superseded by the figures by tta
     metrics = json.loads(out.with_suffix(".metrics.json").read_text())

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from fer_realtime import EMOTIONS, EmotionRecognizer
-from fer_realtime.cli import main
-from fer_realtime.video_file import VideoFileError, emotion_shares_over_time, process_video, timeline_columns
+from fer_realtime.cli.main import main
+from fer_realtime.video.files import VideoFileError, emotion_shares_over_time, process_video, timeline_columns
 from helpers import ASTRONAUT_FACE, astronaut_bgr, box_iou
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from fer_realtime import EmotionRecognizer
-from fer_realtime.detection import Detection
-from fer_realtime.model_io import LoadedModel, ModelMetadata
+from fer_realtime.core.model_file import LoadedModel, ModelMetadata
+from fer_realtime.faces.detector import Detection
 from helpers import tiny_model
 
 

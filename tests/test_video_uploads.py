@@ -1,4 +1,4 @@
-"""Uploaded videos (fer_realtime.video_uploads): processed in a folder of their own, results kept, nothing left
+"""Uploaded videos (fer_realtime.app.video_uploads): processed in a folder of their own, results kept, nothing left
 behind on failure, old result folders pruned."""
 
 import io
@@ -6,12 +6,12 @@ import os
 import time
 
 import pytest
+from test_video_file import write_clip
 
 from fer_realtime import EMOTIONS
-from fer_realtime.model_io import default_model_path
-from fer_realtime.video_file import VideoFileError
-from fer_realtime.video_uploads import process_upload, prune_old_results
-from test_video_file import write_clip
+from fer_realtime.app.video_uploads import process_upload, prune_old_results
+from fer_realtime.core.model_file import default_model_path
+from fer_realtime.video.files import VideoFileError
 
 
 @pytest.fixture(scope="module")

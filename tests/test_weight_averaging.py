@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from fer_realtime.cli import main
-from fer_realtime.model_io import load_model
-from fer_realtime.models import CNNConfig, build_cnn
-from fer_realtime.weight_averaging import _averaging_callback, recompute_batch_norm_statistics
+from fer_realtime.cli.main import main
+from fer_realtime.core.model_file import load_model
+from fer_realtime.training.architectures import CNNConfig, build_cnn
+from fer_realtime.training.weight_averaging import _averaging_callback, recompute_batch_norm_statistics
 from helpers import save_tiny_model, write_train_val
 
 

@@ -6,8 +6,8 @@ import altair as alt
 import pandas as pd
 
 from fer_realtime import EMOTIONS
-from fer_realtime.charts import MODEL_COLORS
-from fer_realtime.drawing import EMOTION_COLORS
+from fer_realtime.evaluation.charts import MODEL_COLORS
+from fer_realtime.faces.drawing import EMOTION_COLORS
 
 
 def _hex(bgr: tuple[int, int, int]) -> str:

@@ -9,8 +9,8 @@ import pandas as pd
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-from fer_realtime.live import LiveSession, LiveUpdate
-from fer_realtime.model_catalog import ModelEntry
+from fer_realtime.app.live import LiveSession, LiveUpdate
+from fer_realtime.app.model_catalog import ModelEntry
 
 
 def live_session() -> LiveSession:

@@ -9,7 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from fer_realtime import EMOTIONS
-from fer_realtime.model_catalog import ModelEntry
+from fer_realtime.app.model_catalog import ModelEntry
+from fer_realtime.inference.tta import TestTimeAugmentation
 
 from .text import percent
 
@@ -17,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 def inference_notes(meta) -> list[str]:
-    notes = [f"- test-time augmentation: {meta.tta.describe()}"]
+    notes = [f"- test-time augmentation: {TestTimeAugmentation.of(meta).describe()}"]
     int8 = meta.int8
     if int8.get("used"):
         notes.append(

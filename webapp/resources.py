@@ -31,7 +31,7 @@ def ml_runtime() -> bool:
 @st.cache_resource(show_spinner="Loading the model…")
 def load_engine(path: str, mtime: float):
     """The model's inference engine, loaded once per process and file version and shared by every session."""
-    from fer_realtime.recognizer import get_engine
+    from fer_realtime.inference.engine import get_engine
 
     return get_engine(path)
 
@@ -39,8 +39,8 @@ def load_engine(path: str, mtime: float):
 @st.cache_resource(show_spinner="Starting the face detector…")
 def detector_problem(name: str) -> str | None:
     """None if the detector can be created here, else the one sentence saying why not (checked once)."""
-    from fer_realtime.detection import create_detector
-    from fer_realtime.errors import DetectorError
+    from fer_realtime.core.errors import DetectorError
+    from fer_realtime.faces.detectors import create_detector
 
     try:
         create_detector(name).close()

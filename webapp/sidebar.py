@@ -9,9 +9,9 @@ import os
 import streamlit as st
 
 from fer_realtime import FerError, ImageReadError
-from fer_realtime.drawing import draw_faces
-from fer_realtime.images import IMAGE_TYPES, decode_image
-from fer_realtime.model_catalog import MAX_MODEL_MB, ModelEntry, add_uploaded_model, file_mtime, safe_file_name
+from fer_realtime.app.model_catalog import MAX_MODEL_MB, ModelEntry, add_uploaded_model, file_mtime, safe_file_name
+from fer_realtime.core.images import IMAGE_TYPES, decode_image
+from fer_realtime.faces.drawing import draw_faces
 
 from .charts import probability_chart
 from .resources import ml_runtime
@@ -60,7 +60,7 @@ def model_upload_section(paths: AppPaths) -> None:
 
 def _photo_recognizer(detector: str, entry: ModelEntry):
     """The session's recognizer for photos (detection options for stills), rebuilt when the choice changes."""
-    from fer_realtime.detection import still_image_options
+    from fer_realtime.faces.detectors import still_image_options
     from fer_realtime.recognizer import EmotionRecognizer
 
     key = (detector, entry.path, file_mtime(entry.path))

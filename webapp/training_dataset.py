@@ -11,7 +11,8 @@ import pandas as pd
 import streamlit as st
 
 from fer_realtime import FerError
-from fer_realtime.datasets import dataset_signature, upload_digest
+from fer_realtime.data.loader import dataset_signature
+from fer_realtime.data.uploads import upload_digest
 
 from .settings import DEFAULT_DATASET, AppPaths, repo_path
 
@@ -29,7 +30,7 @@ def _overview(dataset) -> dict:
 @st.cache_data(show_spinner=False, max_entries=8)
 def dataset_overview(source: str, signature: tuple) -> dict:
     """Summary and sample faces of a dataset on the server (cached per path and file version: FER2013 takes a while)."""
-    from fer_realtime.datasets import load_dataset
+    from fer_realtime.data.loader import load_dataset
 
     return _overview(load_dataset(source))
 
@@ -37,7 +38,7 @@ def dataset_overview(source: str, signature: tuple) -> dict:
 @st.cache_data(show_spinner=False, max_entries=4)
 def upload_overview(digest: str, workdir: str, _files: list[tuple[str, bytes]]) -> dict:
     """The same for uploaded files, extracted once per content under `workdir` (the worker reloads from there)."""
-    from fer_realtime.datasets import load_uploaded_dataset
+    from fer_realtime.data.uploads import load_uploaded_dataset
 
     return _overview(load_uploaded_dataset(_files, Path(workdir)))
 

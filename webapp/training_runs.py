@@ -1,5 +1,5 @@
 """Training runs on the page: the active run's live progress and every stored run's results (state in files,
-see fer_realtime.jobs)."""
+see fer_realtime.training.jobs)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from fer_realtime.charts import comparison_figure, comparison_png, history_csv
-from fer_realtime.jobs import ACTIVE_STATES, cancel_run, list_runs, run_status
+from fer_realtime.evaluation.charts import comparison_figure, comparison_png, history_csv
+from fer_realtime.training.jobs import ACTIVE_STATES, cancel_run, list_runs, run_status
 
 from .charts import confusion_chart, history_charts
 from .settings import AppPaths

@@ -6,9 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from fer_realtime import FerError
-from fer_realtime.jobs import active_run, start_run
-from fer_realtime.model_catalog import ModelEntry
-from fer_realtime.model_io import default_model_path
+from fer_realtime.app.model_catalog import ModelEntry
+from fer_realtime.core.model_file import default_model_path
+from fer_realtime.training.jobs import active_run, start_run
 
 from .model_view import current_model_section
 from .settings import TRAIN_COMMAND, AppPaths, repo_path
@@ -60,7 +60,7 @@ def _transfer_options() -> tuple[str, str | None, str | None]:
                                  "exist yet; train it first or choose a keras.applications network.")
         return "fer", None, None
     try:
-        from fer_realtime.models import APPLICATION_BASES
+        from fer_realtime.training.architectures import APPLICATION_BASES
 
         names = list(APPLICATION_BASES)
     except Exception:  # the list is informative only
@@ -84,7 +84,7 @@ def _transfer_options() -> tuple[str, str | None, str | None]:
 
 def options_section() -> tuple | None:
     """The training options; returns (ExperimentConfig, run name) or None with a message when they don't add up."""
-    from fer_realtime.experiments import ARCHITECTURES, ExperimentConfig
+    from fer_realtime.training.experiments import ARCHITECTURES, ExperimentConfig
 
     _restore_options()  # defaults come from session state (OPTION_DEFAULTS), so the widgets take no value=
     archs = st.multiselect("Models", list(ARCHITECTURES), key="train_archs",

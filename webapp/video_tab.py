@@ -1,5 +1,5 @@
 """The Video tab: every frame of an uploaded video through the live frame processor; emotions over time, an
-annotated copy and the per-face timeline (fer_realtime.video_uploads keeps the files)."""
+annotated copy and the per-face timeline (fer_realtime.app.video_uploads keeps the files)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import streamlit as st
 
 from fer_realtime import FerError
-from fer_realtime.model_catalog import ModelEntry, file_mtime, safe_file_name
-from fer_realtime.video_uploads import VIDEO_TYPES, VideoResult, process_upload
+from fer_realtime.app.model_catalog import ModelEntry, file_mtime, safe_file_name
+from fer_realtime.app.video_uploads import VIDEO_TYPES, VideoResult, process_upload
 
 from .charts import emotion_timeline_chart
 from .settings import AppPaths

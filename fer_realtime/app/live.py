@@ -1,0 +1,132 @@
+"""One live stream's state, shared by a page (which picks the detector and model and shows figures) and a frame
+callback running in another thread (which annotates frames). The callback never talks to the page directly: it
+publishes a small typed update per frame into a queue, and the page reads the newest one."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from ..inference.results import FaceResult
+from ..recognizer import EmotionRecognizer
+from ..video.processor import VideoProcessor
+
+logger = logging.getLogger(__name__)
+
+
+class LiveUpdate(NamedTuple):
+    """What the frame callback tells the page about one processed frame."""
+
+    faces: tuple[FaceResult, ...]  # smoothed per track
+    fps: float
+    ms: float  # median processing time per frame (over the recent frames)
+    frames: int
+    device: str
+    detector: str
+    model: str  # the model file's name
+    error: str | None = None  # set when the frame could not be processed (the raw frame was sent back)
+    ms_p90: float = 0.0  # 90th percentile of the processing time per frame (as `fer-realtime bench` reports)
+
+
+def default_processor(detector: str, model_path: str) -> VideoProcessor:
+    """A recognizer with a detector of its own (detectors are not thread-safe) and the shared engine."""
+    return EmotionRecognizer(detector=detector, model=model_path).video_processor()
+
+
+class LiveSession:
+    """Thread-safe holder shared by the page (its script thread) and the stream's frame callback (a worker thread).
+
+    The page sets the wanted detector and model with `choose`; the callback builds its VideoProcessor on the
+    first frame and again whenever that choice changes or a new stream starts, so switching applies to the running
+    stream. `make_processor(detector, model_path)` builds one (default: `default_processor`).
+    """
+
+    def __init__(self, make_processor: Callable[[str, str], VideoProcessor] = default_processor,
+                 queue_size: int = 2) -> None:
+        self._make_processor = make_processor
+        self._lock = threading.Lock()
+        self._process_lock = threading.Lock()  # one frame at a time through the processor
+        self._choice: tuple[str, str] | None = None
+        self._generation = 0  # bumped when a stream ends: the next stream gets a fresh processor
+        self._processor: VideoProcessor | None = None
+        self._built_for: tuple | None = None
+        self._failed: tuple[tuple, str] | None = None
+        self._logged_error: str | None = None  # log each distinct failure's traceback once, not every frame
+        self.updates: queue.Queue[LiveUpdate] = queue.Queue(maxsize=queue_size)
+
+    def choose(self, detector: str, model_path: str) -> None:
+        with self._lock:
+            self._choice = (detector, model_path)
+
+    def end_stream(self) -> None:
+        with self._lock:
+            self._generation += 1
+        self.latest()  # drop what is left of the old stream
+
+    def publish(self, update: LiveUpdate) -> None:
+        while True:
+            try:
+                self.updates.put_nowait(update)
+                return
+            except queue.Full:
+                try:
+                    self.updates.get_nowait()  # drop the oldest; the page only shows the newest
+                except queue.Empty:
+                    pass
+
+    def latest(self) -> LiveUpdate | None:
+        """The newest update since the last call (the older ones are dropped), or None."""
+        update = None
+        while True:
+            try:
+                update = self.updates.get_nowait()
+            except queue.Empty:
+                return update
+
+    def _processor_for_frame(self) -> tuple[VideoProcessor, tuple[str, str]]:
+        with self._lock:
+            choice, generation = self._choice, self._generation
+        if choice is None:
+            raise RuntimeError("no detector and model chosen yet")
+        wanted = (choice, generation)
+        if self._processor is None or self._built_for != wanted:
+            if self._failed is not None and self._failed[0] == wanted:
+                raise RuntimeError(self._failed[1])
+            old, self._processor, self._built_for = self._processor, None, None
+            if old is not None:
+                old.recognizer.close()
+            try:
+                self._processor = self._make_processor(*choice)
+            except Exception as exc:
+                self._failed = (wanted, str(exc) or type(exc).__name__)
+                raise
+            self._built_for, self._failed = wanted, None
+        return self._processor, choice
+
+    def process(self, image_bgr: np.ndarray) -> np.ndarray:
+        """The frame callback's body: the annotated frame, and an update published for the page. A frame that
+        cannot be processed comes back as it was, and the update says why, so the stream keeps going."""
+        with self._process_lock:
+            try:
+                processor, (detector, model_path) = self._processor_for_frame()
+                result = processor.process(image_bgr)
+                stats = processor.stats()
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if error != self._logged_error:
+                    logger.exception("live frame processing failed")
+                    self._logged_error = error
+                self.publish(LiveUpdate((), 0.0, 0.0, 0, "", "", "", error))
+                return image_bgr
+            self._logged_error = None
+        self.publish(
+            LiveUpdate(tuple(result.faces), stats.fps, stats.ms_median, stats.frames,
+                       processor.recognizer.device, detector, Path(model_path).name, ms_p90=stats.ms_p90)
+        )
+        return result.image

@@ -1,0 +1,96 @@
+"""Commands that measure a model on labelled faces: evaluate, compare-models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import FerError
+from ..data.class_folders import load_class_folders
+from ..data.dataset import train_heldout_split
+from ..data.loader import load_dataset
+from ..evaluation.metrics import evaluate_predictions
+from ..evaluation.paired_comparison import compare_predictions
+from ..inference.engine import dataset_probabilities, get_engine
+from ..training.trainer import model_selection_split
+
+
+def cmd_evaluate(args) -> int:
+    if args.batch_size < 1:
+        raise FerError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    engine = get_engine(args.model)
+    meta = engine.metadata
+    height, width = meta.input_size
+    data = load_class_folders(args.data_dir, size=(width, height), classes=meta.classes)
+    probabilities = dataset_probabilities(engine, data.images, args.batch_size)
+    report = evaluate_predictions(data.labels, probabilities.argmax(axis=1), meta.classes, skipped=data.skipped_folders,
+                                  probabilities=probabilities)
+    if args.json:
+        out = report.to_dict()
+        print(json.dumps({k: out[k] for k in ("accuracy", "macro_recall", "calibration_error", "n", "per_class",
+                                              "confusion", "classes", "skipped")}, indent=2))
+    else:
+        print(f"model {engine.loaded.path} on {args.data_dir}")
+        print(report.format_text())
+        if data.unreadable_files:
+            print(f"{len(data.unreadable_files)} unreadable image(s) ignored, e.g. {data.unreadable_files[0]}")
+    return 0
+
+
+def _faces_to_compare_on(args, loaded_models):
+    """(faces, labels, description) for compare-models: the dataset's held-out part, or the selection split that
+    both models recorded (FerError if they recorded different ones)."""
+    first = loaded_models[0].metadata
+    for other in loaded_models[1:]:
+        if tuple(other.metadata.classes) != tuple(first.classes) or other.metadata.input_size != first.input_size:
+            raise FerError("The two models differ in their classes or input size, so they cannot be compared face "
+                           "by face.")
+    height, width = first.input_size
+    dataset = load_dataset(args.data, size=(height, width), cache_dir=args.cache_dir)
+    train, heldout, heldout_name = train_heldout_split(dataset)
+    if tuple(train.classes) != tuple(first.classes):
+        raise FerError(f"The dataset's classes {list(train.classes)} differ from the models' {list(first.classes)}.")
+    if args.split == "heldout":
+        return heldout.images, heldout.labels, f"{heldout_name}, n={len(heldout)}"
+    splits = [model_selection_split(m.metadata, train, "compared on its selection split")[1] for m in loaded_models]
+    if any(not np.array_equal(splits[0], s) for s in splits[1:]):
+        raise FerError("The two models were trained with different selection splits; compare them on --split heldout.")
+    return train.images[splits[0]], train.labels[splits[0]], f"selection split of {dataset.source}, n={len(splits[0])}"
+
+
+def cmd_compare_models(args) -> int:
+    engines = [get_engine(path) for path in (args.model_a, args.model_b)]
+    faces, labels, description = _faces_to_compare_on(args, [e.loaded for e in engines])
+    result = compare_predictions(labels, *(dataset_probabilities(engine, faces) for engine in engines))
+    if args.json:
+        print(json.dumps({"faces": description, "model_a": args.model_a, "model_b": args.model_b,
+                          **result.to_dict()}, indent=2))
+    else:
+        print(f"on the {description}:")
+        print(result.format_text(Path(args.model_a).name, Path(args.model_b).name))
+    return 0
+
+
+def add_evaluate(sub) -> None:
+    """The `evaluate` command."""
+    p = sub.add_parser("evaluate", help="accuracy of a model on pre-cropped faces in class folders")
+    p.add_argument("data_dir", metavar="DATA_DIR")
+    p.add_argument("--model", default=None)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.set_defaults(func=cmd_evaluate)
+
+
+def add_compare_models(sub) -> None:
+    """The `compare-models` command."""
+    p = sub.add_parser("compare-models", help="two trained models on the same faces: accuracies and McNemar's test")
+    p.add_argument("model_a", metavar="MODEL_A", help="a fer-realtime .keras file")
+    p.add_argument("model_b", metavar="MODEL_B", help="a fer-realtime .keras file")
+    p.add_argument("--data", required=True, help="a dataset of the models' classes")
+    p.add_argument("--split", default="heldout", choices=["heldout", "selection"],
+                   help="the dataset's held-out part, or the selection split of train that both models recorded")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "fer-realtime"))
+    p.set_defaults(func=cmd_compare_models)

@@ -1,0 +1,177 @@
+"""Commands on images and videos, and speed: predict, video, bench."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import cv2
+
+from ..core.atomic import write_bytes_atomic
+from ..core.errors import FerError
+from ..core.images import read_image
+from ..evaluation.benchmark import DEFAULT_DATA, SCENES, format_rows, rows_as_dicts, run_benchmark
+from ..faces.detector import DETECTOR_NAMES
+from ..faces.detectors import DEFAULT_DETECTOR, still_image_options
+from ..faces.drawing import draw_faces
+from ..inference.engine import get_engine
+from ..recognizer import EmotionRecognizer
+from ..video.files import process_video
+
+
+def _annotated_path(out_dir: Path, image_path: Path, used: set[str]) -> Path:
+    name = f"{image_path.stem}_annotated.png"
+    n = 2
+    while name in used:  # two inputs with the same stem from different folders
+        name = f"{image_path.stem}_annotated_{n}.png"
+        n += 1
+    used.add(name)
+    return out_dir / name
+
+
+def _write_image_atomic(path: Path, image) -> None:
+    ok, encoded = cv2.imencode(path.suffix, image)
+    if not ok:
+        raise FerError(f"could not encode {path.name}")
+    write_bytes_atomic(path, encoded.tobytes())
+
+
+def _face_dict(face) -> dict:
+    return {
+        "box": list(face.box),
+        "label": face.label,
+        "confidence": round(face.confidence, 6),
+        "scores": {k: round(v, 6) for k, v in face.scores.items()},
+    }
+
+
+def cmd_predict(args) -> int:
+    out_dir = Path(args.out) if args.out else None
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise FerError(f"--out {out_dir} is a file; give a folder for the annotated images.")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FerError(f"--out {out_dir}: the folder cannot be created ({exc.strerror}).") from None
+    recognizer = EmotionRecognizer(detector=still_image_options(args.detector), model=args.model)
+    results, failed, used_names = [], 0, set()
+    for image_arg in args.images:
+        path = Path(image_arg)
+        try:
+            frame = read_image(path)
+        except FerError as exc:
+            failed += 1
+            results.append({"image": image_arg, "error": str(exc)})
+            if not args.json:
+                print(f"{image_arg}: error: {exc}", file=sys.stderr)
+            continue
+        faces = recognizer.analyze(frame)
+        entry = {"image": image_arg, "faces": [_face_dict(f) for f in faces]}
+        if out_dir is not None:
+            target = _annotated_path(out_dir, path, used_names)
+            _write_image_atomic(target, draw_faces(frame, faces))
+            entry["annotated"] = str(target)
+        results.append(entry)
+        if not args.json:
+            if not faces:
+                print(f"{image_arg}: no face found")
+            for i, face in enumerate(faces, start=1):
+                others = ", ".join(f"{k} {v:.2f}" for k, v in sorted(face.scores.items(), key=lambda kv: -kv[1]))
+                print(f"{image_arg}: face {i} at {tuple(face.box)}: {face.label} {face.confidence:.2f} ({others})")
+    recognizer.close()
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+def add_predict(sub) -> None:
+    """The `predict` command."""
+    p = sub.add_parser("predict", help="find faces in images and classify their expressions")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    # Stills default to haar: slower but it also finds small and profile faces, e.g. in group photos.
+    p.add_argument("--detector", default="haar", choices=["haar", "mediapipe"])
+    p.add_argument("--model", default=None, help="a fer-realtime .keras file (default: the shipped model)")
+    p.add_argument("--json", action="store_true", help="print one JSON list, one object per image")
+    p.add_argument("--out", default=None, metavar="DIR", help="write annotated copies into DIR")
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_bench(args) -> int:
+    detectors = [d.strip() for d in args.detectors.split(",") if d.strip()]
+    unknown = [d for d in detectors if d not in DETECTOR_NAMES]
+    if unknown or not detectors:
+        raise FerError(f"Unknown detector {', '.join(unknown) or '(none)'}; choose from {', '.join(DETECTOR_NAMES)}.")
+    progress = None if args.json else (lambda text: print(f"... {text}", file=sys.stderr, flush=True))
+    scenes = [s.strip() for s in args.scenes.split(",") if s.strip()]
+    if not scenes or any(s not in SCENES for s in scenes):
+        raise FerError(f"Unknown scene in {args.scenes!r}; choose from {', '.join(SCENES)}.")
+    rows = run_benchmark(args.data, detectors=detectors, runs=args.runs, video_frames=args.video_frames,
+                         model=args.model, detect_every=args.detect_every, progress=progress, scenes=scenes)
+    engine = get_engine(args.model)
+    if args.json:
+        print(json.dumps({"device": engine.device, "runtime": getattr(engine, "runtime", "tensorflow"),
+                          "model": str(engine.loaded.path), "rows": rows_as_dicts(rows)}, indent=2))
+    else:
+        print(f"model {engine.loaded.path} on {engine.device} ({getattr(engine, 'runtime', 'tensorflow')}); "
+              f"faces from {args.data} and skimage photographs")
+        print(format_rows(rows))
+    return 0
+
+
+def _progress_bar(done: int, total: int) -> None:
+    if total:
+        filled = int(30 * done / total)
+        print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} frames", end="", file=sys.stderr, flush=True)
+    else:
+        print(f"\r{done} frames", end="", file=sys.stderr, flush=True)
+
+
+def cmd_video(args) -> int:
+    with EmotionRecognizer(detector=args.detector, model=args.model) as recognizer:
+        summary = process_video(args.file, recognizer, csv_path=args.csv, out_path=args.out,
+                                detect_every=args.detect_every, progress=None if args.quiet else _progress_bar)
+    if not args.quiet:
+        print(file=sys.stderr)
+    labels: dict[str, int] = {}
+    for row in summary.timeline:
+        labels[row["label"]] = labels.get(row["label"], 0) + 1
+    print(f"{summary.frames} frames of {summary.width}x{summary.height} ({summary.frames / summary.video_fps:.1f} s of "
+          f"video) in {summary.seconds:.1f} s: {summary.processing_fps:.1f} frames/s with {args.detector}; "
+          f"{summary.faces} face rows" + (f" ({', '.join(f'{k} {v}' for k, v in sorted(labels.items()))})" if labels else ""))
+    for what, path in (("timeline", summary.csv_path), ("annotated video", summary.out_path)):
+        if path is not None:
+            print(f"wrote {what} {path}")
+    return 0
+
+
+def add_video(sub) -> None:
+    """The `video` command."""
+    p = sub.add_parser("video", help="emotions of every face in a video file: timeline CSV and annotated copy")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=list(DETECTOR_NAMES))
+    p.add_argument("--model", default=None)
+    p.add_argument("--csv", default=None, metavar="OUT.csv", help="per-frame, per-face emotion timeline")
+    p.add_argument("--out", default=None, metavar="ANNOTATED.mp4", help="annotated video (.mp4, .webm or .avi)")
+    p.add_argument("--detect-every", type=int, default=None, metavar="K",
+                   help="run the detector every K frames, tracking in between (default: haar 3, mediapipe 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_video)
+
+
+def add_bench(sub) -> None:
+    """The `bench` command."""
+    p = sub.add_parser("bench", help="speed and faces found: analyze, the live video path and the model")
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="class folders to take face crops from")
+    p.add_argument("--detectors", default=",".join(DETECTOR_NAMES), help="comma-separated: haar, mediapipe")
+    p.add_argument("--model", default=None)
+    p.add_argument("--runs", type=int, default=200, help="frames timed per analyze row and model row")
+    p.add_argument("--video-frames", type=int, default=300, help="length of the clip for the video rows")
+    p.add_argument("--detect-every", type=int, default=None, metavar="K",
+                   help="video rows: run the detector every K frames (default: per detector, haar 3, mediapipe 1)")
+    p.add_argument("--scenes", default="faces,small,small photo,tilted,tilted photo,profile,group",
+                   help="comma-separated: faces (640x480, the near-camera case), small, small photo, tilted, "
+                        "tilted photo, profile, group (see fer_realtime/evaluation/benchmark.py)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)

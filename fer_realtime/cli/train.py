@@ -1,0 +1,167 @@
+"""Commands that train models: train, compare."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..core.atomic import write_json_atomic
+from ..core.errors import FerError
+from ..data.dataset import train_heldout_split
+from ..data.loader import load_dataset
+from ..inference.tta import TestTimeAugmentation
+from ..training.experiments import ARCHITECTURES, ExperimentConfig
+from ..training.jobs import execute_run, prepare_run_dir, read_json
+from ..training.run_state import end_run, runs_root
+from ..training.trainer import recipe_config, train_classifier
+from .saving import int8_copy_reported, save_with_heldout_metrics
+
+
+def check_training_numbers(args) -> None:
+    for option, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise FerError(f"{option} must be at least 1, got {value}.")
+    if args.learning_rate is not None and not args.learning_rate > 0:
+        raise FerError(f"--learning-rate must be above 0, got {args.learning_rate}.")
+
+
+def cmd_train(args) -> int:
+    check_training_numbers(args)
+    if args.arch != "cnn" or args.pca is not None:
+        return _train_with_experiment(args)
+    if Path(args.out).suffix != ".keras" or Path(args.out).is_dir():  # checked before hours of training
+        raise FerError(f"--out {args.out} must be a file name ending in .keras.")
+    dataset = load_dataset(args.data, cache_dir=args.cache_dir)
+    train, heldout, heldout_name = train_heldout_split(dataset)
+    fields = dict(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                  augment=not args.no_augment, init_seed=args.init_seed)
+    if args.learning_rate is not None:
+        fields["learning_rate"] = args.learning_rate
+    config = recipe_config(args.recipe, **fields)
+    out = Path(args.out)
+    run_dir = Path(args.checkpoints) if args.checkpoints else runs_root() / out.stem
+    print(f"training {config.arch} on {len(train)} images from {dataset.source}; held-out: {heldout_name}; "
+          f"run state in {run_dir}" + (f", handed over in {args.handover}" if args.handover else ""), flush=True)
+    result = train_classifier(train, config, run_dir, verbose=2 if args.verbose else 0,
+                              handover=args.handover, resume=args.resume)
+    int8_tflite, metadata = int8_copy_reported(result.model, result.metadata, train)
+    save_with_heldout_metrics(
+        result.model, metadata, out, heldout, heldout_name, dataset.source,
+        {"selection_accuracy": result.selection_report.accuracy, "tta": TestTimeAugmentation.of(result.metadata).name,
+         "selection_metrics": result.metadata.metrics, "int8": metadata.int8,
+         "train_seconds_this_run": round(result.seconds, 1), "epochs": config.epochs},
+        command=args.command_line, train=train, int8_tflite=int8_tflite,
+    )
+    end_run(run_dir, args.handover)
+    return 0
+
+
+def _experiment_config(args, archs) -> ExperimentConfig:
+    unknown = [a for a in archs if a not in ARCHITECTURES]
+    if unknown or not archs:
+        raise FerError(f"Unknown architecture {', '.join(unknown) or '(none)'}; choose from {', '.join(ARCHITECTURES)}.")
+    pca_variance, pca_components = None, None
+    if args.pca is not None:
+        if 0 < args.pca <= 1:
+            pca_variance = args.pca
+        elif args.pca >= 1 and float(args.pca).is_integer():
+            pca_components = int(args.pca)
+        else:
+            raise FerError(f"--pca {args.pca}: give a fraction of variance in (0, 1] or a whole number of components.")
+    return ExperimentConfig(archs=tuple(archs), epochs=args.epochs, batch_size=args.batch_size,
+                            learning_rate=1e-3 if args.learning_rate is None else args.learning_rate,
+                            seed=args.seed, augment=not args.no_augment,
+                            pca_variance=pca_variance, pca_components=pca_components,
+                            transfer_base=args.transfer_base, transfer_weights=args.transfer_weights)
+
+
+def _run_in_foreground(data: str, config, out_dir: Path, name: str, model_names=None, models_dir=None) -> dict:
+    prepare_run_dir(out_dir, data, config, models_dir or out_dir, name)
+    if model_names:
+        request = read_json(out_dir / "request.json")
+        write_json_atomic(out_dir / "request.json", {**request, "model_names": model_names})
+    execute_run(out_dir, echo=lambda line: print(line, flush=True))
+    status = read_json(out_dir / "status.json") or {}
+    if status.get("state") != "finished":
+        raise FerError(status.get("error") or f"Training ended in state {status.get('state')}.")
+    return status
+
+
+def _train_with_experiment(args) -> int:
+    """rnn, transfer, or any model with PCA: fixed epochs, held-out accuracy measured after every epoch."""
+    config = _experiment_config(args, [args.arch])
+    out = Path(args.out)
+    if out.suffix != ".keras":
+        raise FerError(f"--out {out} must end in .keras.")
+    run_dir = out.with_name(out.stem + "-run")
+    status = _run_in_foreground(args.data, config, run_dir, f"{args.arch} on {Path(args.data).name}",
+                                model_names={args.arch: out.name}, models_dir=out.parent)
+    result = status["results"][args.arch]
+    print(f"{args.arch}: held-out accuracy {result['heldout_accuracy']:.4f} on {status.get('heldout')} "
+          f"(n={status.get('n_heldout')}); saved {result['model_path']}; history and chart in {run_dir}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    check_training_numbers(args)
+    archs = [a.strip() for a in args.archs.split(",") if a.strip()]
+    config = _experiment_config(args, archs)
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FerError(f"--out {out_dir} is a file; give a folder for the comparison.")
+    status = _run_in_foreground(args.data, config, out_dir, f"{'+'.join(archs)} on {Path(args.data).name}")
+    print(f"held-out data: {status.get('heldout')} (n={status.get('n_heldout')})")
+    print(f"{'model':<10} {'held-out acc':>12} {'seconds':>8}  saved")
+    for arch, result in status["results"].items():
+        print(f"{arch:<10} {result['heldout_accuracy']:>12.4f} {result['seconds']:>8.0f}  {result['model_path']}")
+    print(f"wrote {out_dir / 'comparison.png'}, {out_dir / 'history.json'}, {out_dir / 'history.csv'}")
+    return 0
+
+
+def add_train(sub) -> None:
+    """The `train` command."""
+    p = sub.add_parser("train", help="train a model on a dataset of class folders")
+    p.add_argument("--data", required=True, help="folder of class folders, or a root with train/ and val/")
+    p.add_argument("--arch", default="cnn", choices=["cnn", "rnn", "transfer"])
+    p.add_argument("--recipe", default="v2", choices=["v1", "v2", "v3", "v4"],
+                   help="cnn: the training recipe (fer_realtime.training.trainer.RECIPES); v1 made the first shipped model")
+    _add_training_options(p, epochs=40)
+    p.add_argument("--init-seed", type=int, default=None,
+                   help="cnn: seed of the initial weights, augmentation and shuffling (default: --seed); the split "
+                        "stays --seed's, so runs differing only here are ensemble members")
+    p.add_argument("--out", default="models/model.keras")
+    p.add_argument("--checkpoints", default=None, metavar="RUN_DIR",
+                   help="cnn: folder of the run's state, replaced every epoch (default: $FER_REALTIME_RUNS/OUT-NAME, "
+                        "~/.cache/fer-realtime/runs/ without it); a run left there with the same options continues")
+    p.add_argument("--handover", default=None, metavar="FILE",
+                   help="cnn: also write the run's state in compact form to FILE every epoch (to commit it, so a "
+                        "fresh clone can continue the run); removed when the run ends")
+    p.add_argument("--resume", action="store_true",
+                   help="cnn: continue the run from RUN_DIR or --handover FILE, whichever is further; an error if "
+                        "there is neither")
+    p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "fer-realtime"))
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+
+def add_compare(sub) -> None:
+    """The `compare` command."""
+    p = sub.add_parser("compare", help="train several architectures on the same data and chart them")
+    p.add_argument("--data", required=True, help="dataset: class folders, a FER2013 CSV, or an X.npy/Y.npy folder")
+    p.add_argument("--archs", default="cnn,rnn", help="comma-separated: cnn, rnn, transfer")
+    _add_training_options(p, epochs=10)
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the models, chart PNG and history")
+    p.set_defaults(func=cmd_compare)
+
+
+def _add_training_options(p, epochs: int) -> None:
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (default: the recipe's, "
+                   "1e-3 for v1-v3 and the other architectures)")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--pca", type=float, default=None, metavar="VAR",
+                   help="PCA before the models: a fraction of variance to keep (0.95) or a number of components")
+    p.add_argument("--no-augment", action="store_true", help="no random flips, shifts, rotations and zoom")
+    p.add_argument("--transfer-base", default="fer",
+                   help="transfer: 'fer' (the shipped model) or a keras.applications name with --transfer-weights")
+    p.add_argument("--transfer-weights", default=None, help="local ImageNet weights file for a keras.applications base")

@@ -1,0 +1,1 @@
+"""Measuring models: metrics, paired comparison, the speed and faces-found benchmark, and charts."""

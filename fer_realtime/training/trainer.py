@@ -1,0 +1,258 @@
+"""Training a classifier on face arrays: selection split, class weighting, checkpoints that survive restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import FerError
+from ..core.model_file import ModelMetadata, Preprocessing
+from ..core.preprocessing import normalize
+from ..data.dataset import FaceArrays, stratified_split
+from ..evaluation.metrics import EvaluationReport, evaluate_predictions
+from ..inference.tta import candidates_for, choose
+from .run_state import STATE_FILE, RunState, newest_state, save_state
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training recipe. Defaults are the recipe of the shipped model (see weights/README.md)."""
+
+    arch: str = "cnn"
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 1e-3  # peak of the warm-up + cosine schedule
+    weight_decay_l2: float = 1e-4
+    selection_fraction: float = 0.1  # carved from the training data, stratified, for picking the best epoch
+    class_weight_power: float = 0.5  # 0: no weighting, 1: fully balanced (inverse frequency)
+    seed: int = 1234
+    augment: bool = True
+    stage_filters: tuple[int, ...] = (32, 64, 128, 256)
+    convs_per_stage: tuple[int, ...] = (2, 2, 2, 2)
+    dropout: float = 0.4
+    label_smoothing: float = 0.1
+    photometric: float = 0.1  # brightness/contrast augmentation factor
+    erasing: float = 0.25  # random-erasing probability
+    # Test-time augmentation (inference/tta.py). None: the candidate scoring highest on the selection split (never on the
+    # held-out data); False: none; True: one with mirror-image averaging.
+    flip_tta: bool | None = None
+    optimizer: str = "adam"  # or "sgd" (Nesterov momentum)
+    momentum: float = 0.9  # sgd only
+    # Weights initialisation, augmentation and shuffling (None: `seed`). `seed` alone fixes the selection split, so
+    # runs that differ only here are independent networks on the same split (ensemble members).
+    init_seed: int | None = None
+
+
+# Named recipes: the fields that differ from TrainConfig's defaults (the current recipe, "v2").
+RECIPES: dict[str, dict] = {
+    # The first shipped model (FER2013 val 0.6152): fewer convolutions, no label smoothing, no photometric
+    # augmentation or erasing, no test-time augmentation.
+    "v1": dict(convs_per_stage=(1, 2, 2, 2), label_smoothing=0.0, photometric=0.0, erasing=0.0, flip_tta=False),
+    # Two convolutions in the first stage, label smoothing, brightness/contrast and random erasing; test-time
+    # augmentation (mirror image, small rotations) chosen on the selection split.
+    "v2": {},
+    # v2 at 1.5x the width (2.6 M parameters, about 2.3x the compute per face), for 50 epochs: the next candidate,
+    # in training on the CPU (weights/README.md).
+    "v3": dict(stage_filters=(48, 96, 192, 384)),
+    # v2's network and augmentation with SGD and Nesterov momentum (peak learning rate 0.01), as the FER2013 results
+    # near 73 % train: the accuracy campaign's member recipe (weights/README.md), trained in the background.
+    "v4": dict(optimizer="sgd", learning_rate=0.01),
+}
+
+
+def recipe_config(recipe: str, **fields) -> TrainConfig:
+    """TrainConfig of a named recipe, with `fields` (epochs, batch_size, ...) set on top."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    return TrainConfig(**{**RECIPES[recipe], **fields})
+
+
+def class_weights(labels: np.ndarray, num_classes: int, power: float) -> dict[int, float]:
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.ones(num_classes)
+    weights[present] = (counts[present].sum() / (present.sum() * counts[present])) ** power
+    weights /= weights[present].mean()
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def build_model(config: TrainConfig, input_shape, num_classes: int):
+    from .architectures import CNNConfig, build_cnn
+
+    if config.arch == "cnn":
+        return build_cnn(CNNConfig(
+            input_shape=input_shape, num_classes=num_classes, l2=config.weight_decay_l2, augment=config.augment,
+            stage_filters=tuple(config.stage_filters), convs_per_stage=tuple(config.convs_per_stage),
+            dropout=config.dropout, photometric=config.photometric, erasing=config.erasing,
+        ))
+    raise ValueError(f"unknown architecture {config.arch!r}")
+
+
+def model_selection_split(metadata: ModelMetadata, train: FaceArrays, purpose: str) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, selection) indices into `train`: the split a trained model recorded in its metadata. FerError if it
+    recorded none or `train` is not the size it was trained on (then the split would not be the model's)."""
+    config = metadata.training_data.get("config") or {}
+    if "seed" not in config or "selection_fraction" not in config:
+        raise FerError(f"The model does not record the selection split it was trained with, so it cannot be {purpose}"
+                       " without touching held-out data.")
+    recorded = metadata.training_data.get("n_fit", 0) + metadata.training_data.get("n_selection", 0)
+    if recorded and recorded != len(train):
+        raise FerError(f"The model was trained on {recorded} images but this dataset's training part has {len(train)}:"
+                       " give the dataset it was trained on.")
+    return stratified_split(train.labels, float(config["selection_fraction"]), int(config["seed"]))
+
+
+@dataclass
+class TrainResult:
+    model: object
+    metadata: ModelMetadata
+    history: dict[str, list[float]]
+    selection_report: EvaluationReport
+    seconds: float
+
+
+def _optimizer(config: TrainConfig, steps: int):
+    """Warm-up to the peak learning rate over the first tenth of the steps (at most 1,000), then a cosine to 0."""
+    import keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate * 0.1, decay_steps=steps, warmup_target=config.learning_rate,
+        warmup_steps=min(steps // 10, 1000),
+    )
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(schedule)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=True)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; choose adam or sgd")
+
+
+def _assign(variables, values, what: str, source) -> None:
+    if len(variables) != len(values) or any(tuple(v.shape) != a.shape for v, a in zip(variables, values)):
+        raise FerError(f"{source} holds a run of another network ({what} do not match); use another run folder.")
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+
+
+def _same_config(recorded: dict, current: dict) -> bool:
+    """Whether a recorded run's config is `current`; a field added to TrainConfig since counts at its default."""
+    defaults = json.loads(json.dumps(asdict(TrainConfig())))
+    return all(recorded.get(k, defaults.get(k)) == current.get(k, defaults.get(k)) for k in {*recorded, *current})
+
+
+def _epoch_line(epoch: int, epochs: int, logs: dict, seconds: float, best: bool) -> str:
+    return (f"epoch {epoch}/{epochs}: loss {logs.get('loss', float('nan')):.4f} accuracy "
+            f"{logs.get('accuracy', float('nan')):.4f} selection accuracy {logs.get('val_accuracy', float('nan')):.4f}"
+            f"{' (best)' if best else ''} {seconds:.0f} s")
+
+
+def train_classifier(
+    train: FaceArrays,
+    config: TrainConfig,
+    run_dir: str | os.PathLike,
+    preprocessing: Preprocessing = Preprocessing(),
+    callbacks=(),
+    verbose: int = 2,
+    handover: str | os.PathLike | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Train on `train` minus a stratified selection split; keep the epoch with the best selection accuracy.
+
+    The run's state (run_state.py) is replaced in `run_dir` after every epoch and, when `handover` is given, also
+    written there in compact form (to be committed). A state in `run_dir` of the same config is always continued;
+    with `resume`, so is the handover file, whichever has more epochs done, and finding neither is an error.
+    """
+    import keras
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handover = Path(handover) if handover else None
+    config_json = json.loads(json.dumps(asdict(config)))  # tuples as lists, as read back from a file
+    state_path = run_dir / STATE_FILE
+    found = newest_state(state_path, handover if resume else None)
+    if resume and found is None:
+        raise FerError(f"Nothing to resume: no run state in {run_dir}"
+                       + (f" nor in {handover}." if handover else " (give --handover FILE to resume from one)."))
+    if found and not _same_config(found[0].record.get("config") or {}, config_json):
+        raise FerError(f"{found[1]} holds a run of a different training config; give the same options, or another "
+                       "run folder.")
+
+    fit_idx, sel_idx = stratified_split(train.labels, config.selection_fraction, config.seed)
+    x_fit, y_fit = normalize(train.images[fit_idx], preprocessing), train.labels[fit_idx]
+    x_sel, y_sel = normalize(train.images[sel_idx], preprocessing), train.labels[sel_idx]
+    num_classes = len(train.classes)
+    run_seed = config.seed if config.init_seed is None else config.init_seed
+
+    keras.utils.set_random_seed(run_seed)
+    model = build_model(config, x_fit.shape[1:], num_classes)
+    steps = int(np.ceil(len(x_fit) / config.batch_size)) * config.epochs
+    if config.label_smoothing:
+        y_fit_target = keras.utils.to_categorical(y_fit, num_classes)
+        y_sel_target = keras.utils.to_categorical(y_sel, num_classes)
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    else:
+        y_fit_target, y_sel_target, loss = y_fit, y_sel, "sparse_categorical_crossentropy"
+    model.compile(optimizer=_optimizer(config, steps), loss=loss, metrics=["accuracy"])
+    model.optimizer.build(model.trainable_variables)
+
+    record = {"config": config_json, "history": {}, "best_epoch": 0, "best_selection_accuracy": -1.0}
+    best_variables = None
+    epochs_done = 0
+    if found:
+        state, source = found
+        _assign(model.variables, state.model_variables, "model variables", source)
+        _assign(model.optimizer.variables, state.optimizer_variables, "optimizer variables", source)
+        record, best_variables, epochs_done = state.record, state.best_variables, state.epochs_done
+        if verbose:
+            print(f"resuming after epoch {epochs_done} of {config.epochs} from {source}", flush=True)
+
+    weights = class_weights(y_fit, num_classes, config.class_weight_power)
+    started = time.monotonic()
+    for epoch in range(epochs_done, config.epochs):
+        keras.utils.set_random_seed(run_seed * 1000 + epoch)  # shuffling: the same whether resumed or not
+        epoch_started = time.monotonic()
+        fitted = model.fit(x_fit, y_fit_target, batch_size=config.batch_size, initial_epoch=epoch, epochs=epoch + 1,
+                           validation_data=(x_sel, y_sel_target), class_weight=weights, callbacks=list(callbacks),
+                           verbose=0)
+        logs = {k: float(v[-1]) for k, v in fitted.history.items()}
+        for key, value in {**logs, "seconds": time.monotonic() - epoch_started}.items():
+            record["history"].setdefault(key, []).append(value)
+        best = logs["val_accuracy"] > record["best_selection_accuracy"]
+        if best:
+            record.update(best_epoch=epoch + 1, best_selection_accuracy=logs["val_accuracy"])
+            best_variables = [v.numpy() for v in model.variables]
+        state = RunState(epoch + 1, [v.numpy() for v in model.variables],
+                         [v.numpy() for v in model.optimizer.variables], best_variables, record)
+        save_state(state_path, state)
+        if handover:
+            save_state(handover, state, compact=True)
+        if verbose:
+            print(_epoch_line(epoch + 1, config.epochs, logs, time.monotonic() - epoch_started, best), flush=True)
+    seconds = time.monotonic() - started
+    if best_variables is not None:
+        _assign(model.variables, best_variables, "model variables", state_path)
+    history = record["history"]
+    tta = choose(lambda views: model.predict(views, batch_size=256, verbose=0), x_sel, y_sel,
+                 candidates_for(config.flip_tta))
+    selection_report = evaluate_predictions(y_sel, tta.probabilities.argmax(axis=1), train.classes)
+    metadata = ModelMetadata(
+        classes=tuple(train.classes),
+        input_size=tuple(x_fit.shape[1:3]),
+        preprocessing=preprocessing,
+        architecture=config.arch,
+        flip_tta=tta.chosen.flip,
+        tta_rotations=tta.chosen.rotations,
+        training_data={
+            "n_fit": int(len(y_fit)),
+            "n_selection": int(len(y_sel)),
+            "class_counts": {c: int(n) for c, n in zip(train.classes, np.bincount(y_fit, minlength=num_classes))},
+            "config": asdict(config),
+        },
+        metrics={"selection_accuracy": selection_report.accuracy, "selection_accuracy_by_tta": tta.accuracy},
+    )
+    return TrainResult(model=model, metadata=metadata, history=dict(history),
+                       selection_report=selection_report, seconds=seconds)

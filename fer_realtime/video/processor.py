@@ -1,0 +1,117 @@
+"""The frame processor for live video: detect, classify in one batch, track, smooth, draw."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import NamedTuple
+
+import numpy as np
+
+from ..faces.drawing import draw_faces
+from ..faces.tracking import COASTED, DETECTED, PREDICTED, FaceTracker, iou
+from ..inference.analyzer import FaceAnalyzer
+from ..inference.results import FaceResult, results_from_probabilities
+
+
+class FrameResult(NamedTuple):
+    faces: list[FaceResult]  # smoothed per track; track_id set
+    image: np.ndarray  # the annotated BGR frame
+    ms: float  # processing time of this frame (detection + classification + tracking + drawing)
+
+
+class FrameStats(NamedTuple):
+    fps: float  # frames processed per second of wall time, over the recent window
+    ms_median: float  # processing time per frame over the recent window: median and 90th percentile
+    faces: int
+    frames: int
+    ms_p90: float = 0.0
+
+
+# Frames per detection in video mode, per detector, when the caller does not choose: haar costs ~10x mediapipe,
+# so it detects every 3rd frame and the boxes in between are predicted from each track's motion (faces found on
+# the benchmark's moving clip did not drop; see `fer-realtime bench`).
+DEFAULT_DETECT_EVERY = {"haar": 3, "mediapipe": 1}
+
+
+class VideoProcessor:
+    """Processes consecutive frames of one stream; faces keep ids and labels do not flicker.
+
+    `detect_every=k` runs the face detector on every k-th frame (and on every frame while no face is tracked);
+    in between, each face's box is moved along its track's velocity and the faces are classified there.
+    None: DEFAULT_DETECT_EVERY for the recognizer's detector.
+    `coast_frames`: an established face (tracked for 3+ frames) that the detector misses keeps its predicted box
+    for up to this many frames, so a face does not blink out for a frame the detector happens to miss.
+    """
+
+    def __init__(self, recognizer: FaceAnalyzer, window: int = 60, detect_every: int | None = None,
+                 coast_frames: int = 2, **tracker_options):
+        self.recognizer = recognizer
+        if detect_every is None:
+            detect_every = DEFAULT_DETECT_EVERY.get(getattr(recognizer.detector, "name", ""), 1)
+        if int(detect_every) < 1:
+            raise ValueError(f"detect_every must be at least 1, got {detect_every}")
+        self.detect_every = int(detect_every)
+        self.coast_frames = int(coast_frames)
+        self._since_detection = 0
+        self._step = 0  # detections so far: which part of the detector's full search this frame looks at
+        self.tracker = FaceTracker(**tracker_options)
+        self._ms = deque(maxlen=window)
+        self._stamps = deque(maxlen=window)
+        self._last_faces = 0
+        self.frames = 0
+
+    def process(self, frame_bgr: np.ndarray, draw: bool = True) -> FrameResult:
+        start = time.perf_counter()
+        rec = self.recognizer
+        height, width = frame_bgr.shape[:2]
+        if self._since_detection + 1 >= self.detect_every or not self.tracker.tracks:
+            around = [t.predicted_box(width, height) for t in self.tracker.tracks]
+            detect_video = getattr(rec.detector, "detect_video", None)  # a detector object of the caller's may lack it
+            detections = detect_video(frame_bgr, self._step, around) if detect_video else rec.detector.detect(frame_bgr)
+            self._step += 1
+            boxes, angles = [d.box for d in detections], [d.roll for d in detections]
+            kinds = [DETECTED] * len(boxes)
+            self._since_detection = 0
+            for track in self.tracker.tracks:
+                if track.age >= 3 and track.missed < self.coast_frames and \
+                        all(iou(track.box, box) < self.tracker.min_iou for box in boxes):
+                    boxes.append(track.predicted_box(width, height))
+                    angles.append(track.angle)
+                    kinds.append(COASTED)
+        else:
+            coasting = [t for t in self.tracker.tracks if t.missed < self.coast_frames or t.missed == 0]
+            boxes = [t.predicted_box(width, height) for t in coasting]
+            angles = [t.angle for t in coasting]
+            kinds = [PREDICTED] * len(boxes)
+            self._since_detection += 1
+        probabilities = rec.classify_boxes(frame_bgr, boxes, angles)
+        tracks = self.tracker.update(boxes, probabilities, kinds)
+        for track, angle, kind in zip(tracks, angles, kinds):
+            if kind == DETECTED:
+                track.angle = angle
+        faces = results_from_probabilities(
+            boxes, [t.probabilities for t in tracks], rec.classes, track_ids=[t.track_id for t in tracks]
+        )
+        image = draw_faces(frame_bgr, faces) if draw else frame_bgr
+        elapsed_ms = (time.perf_counter() - start) * 1000.0
+        self._ms.append(elapsed_ms)
+        self._stamps.append(time.perf_counter())
+        self._last_faces = len(faces)
+        self.frames += 1
+        return FrameResult(faces=faces, image=image, ms=elapsed_ms)
+
+    def stats(self) -> FrameStats:
+        fps = 0.0
+        if len(self._stamps) > 1 and self._stamps[-1] > self._stamps[0]:
+            fps = (len(self._stamps) - 1) / (self._stamps[-1] - self._stamps[0])
+        ms, p90 = (float(v) for v in np.percentile(self._ms, [50, 90])) if self._ms else (0.0, 0.0)
+        return FrameStats(fps=fps, ms_median=ms, faces=self._last_faces, frames=self.frames, ms_p90=p90)
+
+    def reset(self) -> None:
+        self.tracker.reset()
+        self._since_detection = 0
+        self._step = 0
+        self._ms.clear()
+        self._stamps.clear()
+        self.frames = 0
