@@ -40,6 +40,9 @@ def test_newest_state_and_unreadable_files(tmp_path):
     save_state(tmp_path / "three.npz", _state(3))
     assert newest_state(tmp_path / "one.npz", tmp_path / "three.npz", tmp_path / "missing.npz")[1].name == "three.npz"
     assert newest_state(tmp_path / "missing.npz", None) is None
+    save_state(tmp_path / "three_compact.npz", _state(3), compact=True)  # a run folder and its handover, same epoch
+    assert newest_state(tmp_path / "three.npz", tmp_path / "three_compact.npz")[1].name == "three.npz"
+    assert newest_state(tmp_path / "three_compact.npz", tmp_path / "three.npz")[1].name == "three_compact.npz"
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(FerError, match="not a readable fer-realtime run state"):
         load_state(tmp_path / "junk.npz")

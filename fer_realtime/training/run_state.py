@@ -85,7 +85,8 @@ def newest_state(*paths: Path | None) -> tuple[RunState, Path] | None:
     found = [(load_state(p), p) for p in paths if p is not None and Path(p).is_file()]
     if not found:
         return None
-    return max(found, key=lambda pair: (pair[0].epochs_done, -found.index(pair)))
+    # By position, not found.index(): two states at the same epoch would be compared array by array.
+    return found[max(range(len(found)), key=lambda i: (found[i][0].epochs_done, -i))]
 
 
 def end_run(run_dir: str | os.PathLike, handover: str | os.PathLike | None = None) -> None:
