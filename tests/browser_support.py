@@ -227,20 +227,28 @@ def sidebar(page):
     return page.locator('[data-testid="stSidebar"]')
 
 
-def wait_until_idle(page, settle: float = 0.8, timeout: float = 60.0) -> None:
-    """Wait until the script has finished its rerun (Streamlit's 'Running...' icon, shown after 0.5 s of a rerun,
-    has been gone for `settle` seconds). Not while the live stream plays: its figure loop keeps the script running."""
+def wait_until_idle(page, settle: float = 0.5, timeout: float = 120.0) -> None:
+    """Wait until the script run is over: Streamlit's app root says `data-test-script-state="notRunning"`, and
+    still says so `settle` seconds later (a widget or component may ask for another run). Not while the live
+    stream plays: its figure loop keeps the script running. Fails after `timeout` seconds, naming the state.
+
+    (Watching the "Running..." status icon instead, as this did before, misses runs shorter than the half second
+    Streamlit waits before showing it, and gave up silently: a file or click that then landed in a rerun was lost.)
+    """
+    app = page.locator('[data-testid="stApp"]')
     deadline = time.monotonic() + timeout
     quiet_since = None
+    state = None
     while time.monotonic() < deadline:
-        running = page.locator('[data-testid^="stStatusWidgetRunning"]').count() > 0
-        if running:
+        state = app.get_attribute("data-test-script-state") if app.count() else None
+        if state != "notRunning":
             quiet_since = None
         elif quiet_since is None:
             quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since >= settle:
             return
         time.sleep(0.1)
+    raise AssertionError(f"the page's script was still {state!r} after {timeout:.0f} s")
 
 
 def selected_option(page, label: str, scope=None) -> str:

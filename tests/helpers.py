@@ -39,7 +39,7 @@ def png_header(width: int, height: int) -> bytes:
 
 
 def box_iou(a, b) -> float:
-    from fer_realtime.faces.tracking import iou
+    from fer_realtime.faces.boxes import box_iou as iou
 
     return iou(tuple(a), tuple(b))
 

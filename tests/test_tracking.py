@@ -1,6 +1,7 @@
 import numpy as np
 
-from fer_realtime.faces.tracking import FaceTracker, iou
+from fer_realtime.faces.boxes import box_iou as iou
+from fer_realtime.faces.tracking import FaceTracker
 
 
 def onehot(i):

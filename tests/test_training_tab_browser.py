@@ -98,7 +98,7 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, training_server):
+def page(browser, training_server, folders, request):
     context = browser.new_context(viewport={"width": 1400, "height": 1100})
     page = context.new_page()
     page.set_default_timeout(60_000)
@@ -107,6 +107,9 @@ def page(browser, training_server):
     page.get_by_role("tab", name="Training").click()
     try:
         yield page
+        shot = folders["root"] / f"{request.node.name}.png"  # the page as the test left it, for a failure's report
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"\nscreenshot: {shot}\nserver log: {training_server.log_path}")
     finally:
         context.close()
 

@@ -28,10 +28,11 @@ import numpy as np
 
 from ..core.errors import DatasetError
 from ..data.class_folders import IMAGE_SUFFIXES, class_folders
+from ..faces.boxes import box_iou
 from . import bench_scenes
 
 FRAME_WIDTH, FRAME_HEIGHT = 640, 480
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "fer2013" / "val"
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "fer2013" / "val"
 Box = tuple[int, int, int, int]
 
 
@@ -87,14 +88,6 @@ def load_labelled_crops(data_dir: str | Path, count: int = 240, seed: int = 0) -
     return crops, names
 
 
-def _background(rng: np.random.Generator) -> np.ndarray:
-    """A smooth coloured 'room' with some fine noise, so detectors see texture rather than a flat colour."""
-    coarse = rng.integers(40, 200, size=(6, 8, 3), dtype=np.uint8)
-    image = cv2.resize(coarse, (FRAME_WIDTH, FRAME_HEIGHT), interpolation=cv2.INTER_CUBIC)
-    noise = rng.normal(0, 6, size=image.shape)
-    return np.clip(image + noise, 0, 255).astype(np.uint8)
-
-
 def _paste(frame: np.ndarray, crop: np.ndarray, x: int, y: int, size: int) -> Box:
     face = cv2.resize(crop, (size, size), interpolation=cv2.INTER_CUBIC)
     frame[y : y + size, x : x + size] = face[..., None]
@@ -116,7 +109,7 @@ def make_frames(crops: list[np.ndarray], faces: int, count: int, seed: int = 0) 
     rng = np.random.default_rng(seed)
     frames = []
     for _ in range(count):
-        frame = _background(rng)
+        frame = bench_scenes.background(rng, FRAME_WIDTH, FRAME_HEIGHT)
         boxes = []
         for sx, sy, sw, sh in _slots(faces):
             size = int(rng.integers(110, min(170, sw - 8, sh - 8) + 1))
@@ -130,7 +123,7 @@ def make_frames(crops: list[np.ndarray], faces: int, count: int, seed: int = 0) 
 def make_sequence(crops: list[np.ndarray], faces: int, count: int, seed: int = 0) -> list[BenchFrame]:
     """A moving-camera-like clip: the same faces drift smoothly (a few pixels per frame) across their slots."""
     rng = np.random.default_rng(seed)
-    background = _background(rng)
+    room = bench_scenes.background(rng, FRAME_WIDTH, FRAME_HEIGHT)
     people = []
     for sx, sy, sw, sh in _slots(faces):
         size = int(rng.integers(110, min(170, sw - 8, sh - 8) + 1))
@@ -138,7 +131,7 @@ def make_sequence(crops: list[np.ndarray], faces: int, count: int, seed: int = 0
                        rng.uniform(0, 2 * np.pi), rng.uniform(0, 2 * np.pi)))
     frames = []
     for t in range(count):
-        frame = background.copy()
+        frame = room.copy()
         boxes = []
         for crop, sx, sy, free_w, free_h, size, phase_x, phase_y in people:
             x = sx + int(round(free_w * (0.5 + 0.5 * np.sin(phase_x + t / 45))))
@@ -146,13 +139,6 @@ def make_sequence(crops: list[np.ndarray], faces: int, count: int, seed: int = 0
             boxes.append(_paste(frame, crop, x, y, size))
         frames.append(BenchFrame(frame, tuple(boxes)))
     return frames
-
-
-def _iou(a: Box, b: Box) -> float:
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    union = a[2] * a[3] + b[2] * b[3] - ix * iy
-    return ix * iy / union if union else 0.0
 
 
 def matches(truth: tuple[Box, ...], detected: list[Box]) -> list[tuple[int, int]]:
@@ -165,7 +151,7 @@ def matches(truth: tuple[Box, ...], detected: list[Box]) -> list[tuple[int, int]
                 continue
             cx, cy = candidate[0] + candidate[2] / 2, candidate[1] + candidate[3] / 2
             inside = box[0] <= cx <= box[0] + box[2] and box[1] <= cy <= box[1] + box[3]
-            if inside and _iou(box, candidate) >= 0.3:
+            if inside and box_iou(box, candidate) >= 0.3:
                 pairs.append((t, d))
                 used.add(d)
                 break

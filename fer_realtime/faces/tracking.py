@@ -6,18 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-Box = tuple[int, int, int, int]
+from .boxes import Box, box_iou
+
 DETECTED, PREDICTED, COASTED = "detected", "predicted", "coasted"  # where a box fed to FaceTracker.update came from
-
-
-def iou(a: Box, b: Box) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass
@@ -67,7 +58,7 @@ class FaceTracker:
         """
         kinds = [DETECTED] * len(boxes) if kinds is None else list(kinds)
         pairs = sorted(
-            ((iou(t.box, b), ti, bi) for ti, t in enumerate(self.tracks) for bi, b in enumerate(boxes)),
+            ((box_iou(t.box, b), ti, bi) for ti, t in enumerate(self.tracks) for bi, b in enumerate(boxes)),
             reverse=True,
         )
         assigned: dict[int, Track] = {}
