@@ -30,9 +30,10 @@ from fer_realtime.faces.detector import DETECTOR_NAMES  # noqa: E402
 from fer_realtime.faces.detectors import DEFAULT_DETECTOR  # noqa: E402
 from webapp.live_tab import live_tab  # noqa: E402
 from webapp.model_view import about_tab  # noqa: E402
+from webapp.photos_tab import photos_tab  # noqa: E402
 from webapp.resources import detector_problem, load_engine, ml_runtime  # noqa: E402
 from webapp.settings import app_paths  # noqa: E402
-from webapp.sidebar import ice_servers_setting, model_upload_section, photos_section  # noqa: E402
+from webapp.sidebar import ice_servers_setting, model_upload_section, photos_uploader  # noqa: E402
 from webapp.training_tab import training_tab  # noqa: E402
 from webapp.video_tab import video_tab  # noqa: E402
 
@@ -83,12 +84,14 @@ def main() -> None:
     usable = entry if engine is not None else None
     with st.sidebar:
         st.divider()
-        photos_section(detector, usable)
+        photo_files = photos_uploader()
         with st.expander("Connection"):
             ice_servers = ice_servers_setting()
 
-    live, video, training, about = st.tabs(["Live", "Video", "Training", "About"])
+    live, photos, video, training, about = st.tabs(["Live", "Photos", "Video", "Training", "About"])
     # The live tab's figure loop runs until the stream stops, so everything else is rendered before it.
+    with photos:
+        photos_tab(photo_files, detector, usable)
     with video:
         video_tab(usable, detector, paths)
     with training:

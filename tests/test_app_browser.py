@@ -3,14 +3,21 @@
 Chromium gets a YUV4MPEG2 file made from scikit-image's astronaut photograph as its camera; the page streams it
 over WebRTC (browser and server on this machine, no ICE server) to the app, which detects, classifies and draws on every frame and streams
 it back. The test reads the frame the browser received and checks that a box and a label were drawn on the
-face, and that the page's live figures count the face. The sidebar test uploads a photo and a corrupt file.
+face, and that the page's live figures count the face. Other tests: a stream's record and its downloads after STOP,
+and the Photos tab with photos and a corrupt file uploaded in the sidebar.
 
 Needs the `playwright` Python package and Debian's `chromium` (no `playwright install`); skipped otherwise.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import re
 import time
+import zipfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
@@ -21,9 +28,11 @@ from browser_support import (
     FAKE_CAMERA_ARGS,
     REPO_ROOT,
     app_page,
+    assert_no_traceback,
     chromium_browser,
     faces_figure,
     grab_received_frame,
+    main_area,
     needs_browser,
     overlay_evidence,
     portrait_face_box,
@@ -31,11 +40,17 @@ from browser_support import (
     press_stream_button,
     require_model,
     running_server,
+    sidebar,
+    wait_for_live,
+    wait_until_idle,
     webrtc_frame,
     write_y4m,
 )
+from fer_realtime import EMOTIONS
 from fer_realtime.faces.drawing import EMOTION_COLORS
 from fer_realtime.inference.tta import TestTimeAugmentation
+
+RECEIVED_FPS = re.compile(r"Browser receives: [0-9.]+ frames/s")  # webapp/browser_fps.py, beside the live figures
 
 
 @pytest.fixture(scope="module")
@@ -112,33 +127,101 @@ def test_live_stream_draws_the_label_on_the_face(page, app_server, camera_frame,
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
+def _downloaded(page, button) -> bytes:
+    with page.expect_download(timeout=60_000) as download:
+        button.click()
+    return Path(download.value.path()).read_bytes()
+
+
 @needs_browser
-def test_sidebar_photos_show_faces_and_a_clear_error_for_a_bad_file(page, app_server, camera_frame):
+def test_a_stream_is_recorded_and_its_timeline_downloads_after_stop(page, app_server):
+    """15 s of streaming with the smoothing and the uncertain bar changed on the way; after STOP the record: its
+    charts, the timeline CSV (the columns of `video --csv`, every frame's face) and the last frame as PNG."""
+    main = main_area(page)
+    press_stream_button(page, "START")
+    first = wait_for_live(page, lambda s: (s["faces"] or 0) >= 1, what="a face in the live figures")
+    streaming_since = time.monotonic()
+    meter = page.frame_locator('iframe[title="st.iframe"]').get_by_text(RECEIVED_FPS)
+    meter.wait_for(timeout=30_000)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not _received_fps(meter):
+        time.sleep(0.5)
+    assert _received_fps(meter) > 0, meter.inner_text()
+
+    slider = main.get_by_role("slider", name="Smoothing")
+    slider.focus()
+    slider.press("ArrowRight")  # normal -> strong, applied to the running stream
+    main.get_by_text("strong").first.wait_for()
+    main.locator(".st-key-live_uncertain").get_by_text("Mark uncertain faces").click()
+    bar = main.locator(".st-key-live_uncertain_below").get_by_role("slider")
+    bar.focus()
+    bar.press("End")  # "uncertain" below 90 %
+    main.locator(".st-key-live_uncertain_below").get_by_text("90%").first.wait_for()
+    later = wait_for_live(page, lambda s: s["frames"] > first["frames"] + 30, what="frames after the changes")
+    assert not later["errors"], later["errors"]
+    while time.monotonic() - streaming_since < 15:
+        time.sleep(0.5)
+
+    press_stream_button(page, "STOP")
+    main.get_by_text("The last stream").wait_for(timeout=60_000)
+    csv_button = main.get_by_role("button", name="Download timeline (CSV)")
+    rows = list(csv.DictReader(io.StringIO(_downloaded(page, csv_button).decode())))
+    assert len(rows) >= 100, f"{len(rows)} face rows after 15 s"
+    assert list(rows[0])[:9] == ["frame", "time_s", "track_id", "x", "y", "w", "h", "label", "confidence"]
+    assert list(rows[0])[9:] == list(EMOTIONS)
+    assert float(rows[-1]["time_s"]) >= 14.0 and {r["track_id"] for r in rows} >= {"1"}
+    last = rows[-20:]  # recorded after the bar was set
+    assert all((r["label"] == "uncertain") == (float(r["confidence"]) < 0.9) for r in last), last
+    assert all(r["label"] in EMOTIONS for r in last if r["label"] != "uncertain")
+    png = _downloaded(page, main.get_by_role("button", name="Download snapshot (PNG)"))
+    snapshot = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert snapshot is not None and snapshot.shape == (480, 640, 3)
+    assert main.locator('[data-testid="stVegaLiteChart"]').count() >= 2  # emotions over time, share per emotion
+    assert_no_traceback(page, app_server.log())
+
+
+def _received_fps(meter) -> float:
+    match = re.search(r"([0-9.]+) frames/s", meter.inner_text())
+    return float(match.group(1)) if match else 0.0
+
+
+@needs_browser
+def test_photos_tab_shows_each_photo_with_its_faces_and_downloads(page, app_server, camera_frame):
+    """Seven photos (one of them not an image): a page of five, each annotated with a table of its faces; the
+    broken file gets one sentence; the results download as predict --json's shape and as CSV."""
     ok, png = cv2.imencode(".png", camera_frame)
     assert ok
-    junk = np.random.default_rng(7).bytes(4096)
-    sidebar = page.locator('[data-testid="stSidebar"]')
-    photos = sidebar.locator('[data-testid="stFileUploader"]').filter(has_text="Photos")
-    photos.locator('input[type="file"]').set_input_files(
-        [
-            {"name": "astronaut.png", "mimeType": "image/png", "buffer": png.tobytes()},
-            {"name": "broken.jpg", "mimeType": "image/jpeg", "buffer": junk},
-        ]
-    )
-    error = sidebar.locator('[data-testid="stAlertContentError"]').filter(has_text="broken.jpg")
-    error.wait_for(timeout=90_000)
-    sidebar.locator('[data-testid="stImage"] img').first.wait_for(timeout=60_000)
-    chart = sidebar.locator('[data-testid="stVegaLiteChart"]').first
-    chart.wait_for(timeout=60_000)
-    context = app_server.log()
+    photos = [{"name": f"astronaut_{i}.png", "mimeType": "image/png", "buffer": png.tobytes()} for i in range(6)]
+    photos.insert(1, {"name": "broken.jpg", "mimeType": "image/jpeg", "buffer": np.random.default_rng(7).bytes(4096)})
+    uploader = sidebar(page).locator('[data-testid="stFileUploader"]').filter(has_text="Photos")
+    wait_until_idle(page)
+    uploader.locator('input[type="file"]').set_input_files(photos)
+    page.get_by_role("tab", name="Photos").click()
+    main = main_area(page)
+    main.get_by_text("7 photos").wait_for(timeout=120_000)
+    error = main.locator('[data-testid="stAlertContentError"]').filter(has_text="broken.jpg")
+    message = error.first.inner_text().strip()
+    assert "\n" not in message and message.endswith("."), message
+    images = main.locator('[data-testid="stImage"] img')
+    images.nth(3).wait_for()
+    assert images.count() == 4  # page 1: five photos, one of them the broken file
+    tables = main.locator('[data-testid="stDataFrame"]')
+    assert tables.count() == 4
+    main.get_by_label("Page (of 2, 5 photos each)").fill("2")
+    main.get_by_label("Page (of 2, 5 photos each)").press("Enter")
+    wait_until_idle(page)
+    assert main.locator('[data-testid="stImage"] img').count() == 2
 
-    message = error.first.inner_text()
-    assert "Traceback" not in message and "\n" not in message.strip(), message
-    assert "broken.jpg" in message and message.strip().endswith("."), message
-    assert sidebar.get_by_text("Face 1").count() >= 1, f"no face reported for the photo; {context}"
-    assert sidebar.get_by_text("No face found in astronaut.png.").count() == 0
-    assert page.get_by_text("Traceback").count() == 0
-    assert page.locator('[data-testid="stException"]').count() == 0
+    results = json.loads(_downloaded(page, main.get_by_role("button", name="Results (JSON)")))
+    assert [r["image"] for r in results] == [p["name"] for p in photos]
+    assert results[1] == {"image": "broken.jpg", "error": message}
+    face = results[0]["faces"][0]
+    assert set(face) == {"box", "label", "confidence", "scores"} and set(face["scores"]) == set(EMOTIONS)
+    rows = list(csv.DictReader(io.StringIO(_downloaded(page, main.get_by_role("button", name="Results (CSV)")).decode())))
+    assert len(rows) == 7 and rows[0]["label"] == face["label"]
+    archive = zipfile.ZipFile(io.BytesIO(_downloaded(page, main.get_by_role("button", name="Annotated photos (zip)"))))
+    assert len(archive.namelist()) == 6
+    assert_no_traceback(page, app_server.log())
 
 
 def test_page_renders_models_and_training_record(monkeypatch, tmp_path):

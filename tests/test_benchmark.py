@@ -68,3 +68,24 @@ def test_scene_rows_report_faces_found_and_the_accuracy_beside_the_direct_readin
     if small.found:
         assert 0 <= small.accuracy <= 1 and 0 <= small.reference_accuracy <= 1
     assert "small" in format_rows(rows) and "tilted photo" in format_rows(rows)
+
+
+def test_the_smoothing_benchmark_trades_steadiness_for_delay():
+    import cv2
+
+    from fer_realtime.evaluation.smoothing import format_rows, measure_smoothing
+    from fer_realtime.inference.engine import get_engine
+    from helpers import ASTRONAUT_FACE, astronaut_bgr
+
+    x, y, w, h = ASTRONAUT_FACE
+    gray = cv2.cvtColor(astronaut_bgr(), cv2.COLOR_BGR2GRAY)
+    face = cv2.resize(gray[y : y + h, x : x + w], (48, 48), interpolation=cv2.INTER_AREA)
+    crops = [face, face[::-1], cv2.GaussianBlur(face, (0, 0), 3), 255 - face]  # upright, upside down, blurred, negative
+    rows = measure_smoothing(get_engine(), crops, steady_frames=30, change_frames=20)
+    assert [r.setting for r in rows] == ["off", "light", "normal", "strong"]
+    changes = [r.changes_per_s for r in rows]
+    assert changes == sorted(changes, reverse=True)  # more smoothing, fewer label changes on a steady face
+    assert rows[0].changes >= 1  # the four faces are not all read alike
+    delays = [r.delay_frames for r in rows]
+    assert delays == sorted(delays)  # ...and more of it, a later label after a change
+    assert "changes/s steady" in format_rows(rows)

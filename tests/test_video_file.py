@@ -6,7 +6,8 @@ import pytest
 
 from fer_realtime import EMOTIONS, EmotionRecognizer
 from fer_realtime.cli.main import main
-from fer_realtime.video.files import VideoFileError, emotion_shares_over_time, process_video, timeline_columns
+from fer_realtime.video.files import VideoFileError, process_video
+from fer_realtime.video.timeline import emotion_shares_over_time, timeline_columns
 from helpers import ASTRONAUT_FACE, astronaut_bgr, box_iou
 
 
@@ -118,3 +119,18 @@ def test_video_command_writes_csv_and_annotated_copy(clip, tmp_path, capsys):
     assert f"{len(boxes)} frames of 640x480" in out and "frames/s" in out
     assert (tmp_path / "t.csv").stat().st_size > 0 and (tmp_path / "a.mp4").stat().st_size > 0
     assert main(["video", str(path), "--out", str(tmp_path / "a.gif"), "--quiet"]) == 2
+
+
+def test_video_command_takes_the_smoothing_and_the_uncertain_bar(clip, tmp_path, capsys):
+    path, _ = clip
+    assert main(["video", str(path), "--csv", str(tmp_path / "t.csv"), "--smoothing", "strong",
+                 "--uncertain-below", "0.999", "--quiet"]) == 0
+    with open(tmp_path / "t.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and {row["label"] for row in rows} == {"uncertain"}  # no face is that sure
+    assert all(float(row["confidence"]) < 0.999 for row in rows)
+    capsys.readouterr()
+    assert main(["video", str(path), "--uncertain-below", "1.5", "--quiet"]) == 2
+    assert "--uncertain-below" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["video", str(path), "--smoothing", "very"])

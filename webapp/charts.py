@@ -1,4 +1,5 @@
-"""The page's Altair charts: per-face probabilities, emotions over a video, training history, confusion."""
+"""The page's Altair charts: emotions over time, each face's share of time per emotion, training history,
+confusion."""
 
 from __future__ import annotations
 
@@ -19,23 +20,7 @@ def _emotion_colors(classes: list[str]) -> alt.Scale:
     return alt.Scale(domain=classes, range=[_hex(EMOTION_COLORS.get(c, (255, 255, 0))) for c in classes])
 
 
-def probability_chart(scores: dict[str, float]):
-    classes = [c for c in EMOTIONS if c in scores] + [c for c in scores if c not in EMOTIONS]
-    data = pd.DataFrame({"emotion": classes, "probability": [scores[c] for c in classes]})
-    return (
-        alt.Chart(data)
-        .mark_bar()
-        .encode(
-            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", tickCount=5), title=None),
-            y=alt.Y("emotion:N", sort=classes, title=None, axis=alt.Axis(labelOverlap=False, labelLimit=80)),
-            color=alt.Color("emotion:N", scale=_emotion_colors(classes), legend=None),
-            tooltip=["emotion", alt.Tooltip("probability:Q", format=".1%")],
-        )
-        .properties(height=alt.Step(20))
-    )
-
-
-def emotion_timeline_chart(shares):
+def emotion_timeline_chart(shares, y_title: str = "mean probability over the faces"):
     classes = [str(c) for c in shares.columns]
     data = shares.reset_index().melt("time_s", var_name="emotion", value_name="probability")
     return (
@@ -44,13 +29,34 @@ def emotion_timeline_chart(shares):
         .encode(
             x=alt.X("time_s:Q", title="time (s)"),
             y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"),
-                    title="mean probability over the faces"),
+                    title=y_title),
             color=alt.Color("emotion:N", scale=_emotion_colors(classes),
                             legend=alt.Legend(orient="bottom", direction="horizontal", title=None)),
             tooltip=[alt.Tooltip("time_s:Q", format=".2f", title="time (s)"), "emotion",
                      alt.Tooltip("probability:Q", format=".1%")],
         )
         .properties(title="Emotions over time", height=320)
+    )
+
+
+def label_share_chart(shares: dict[int, dict[str, float]]):
+    """Each face's share of time per emotion: one stacked bar per face (track)."""
+    data = pd.DataFrame([{"face": f"face {track}", "emotion": label, "share": share}
+                         for track, labels in shares.items() for label, share in labels.items()])
+    classes = [c for c in [*EMOTIONS, "uncertain"] if c in set(data["emotion"])]
+    return (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X("share:Q", stack="normalize", axis=alt.Axis(format="%"), title="share of the face's time"),
+            y=alt.Y("face:N", title=None, sort=[f"face {t}" for t in shares]),
+            color=alt.Color("emotion:N", scale=_emotion_colors(classes), sort=classes,
+                            legend=alt.Legend(orient="bottom", direction="horizontal", title=None)),
+            order=alt.Order("emotion_order:Q"),
+            tooltip=["face", "emotion", alt.Tooltip("share:Q", format=".0%")],
+        )
+        .transform_calculate(emotion_order=f"indexof({classes!r}, datum.emotion)")
+        .properties(title="Share of time per emotion", height=alt.Step(26))
     )
 
 

@@ -1,4 +1,5 @@
-"""The Live tab: the webcam through WebRTC into the session's LiveSession, and its figures beside the video."""
+"""The Live tab: the webcam through WebRTC into the session's LiveSession, its figures beside the video, the
+smoothing and uncertainty controls above it and the stream's record below (live_recording.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,14 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from fer_realtime.app.live import LiveSession, LiveUpdate
 from fer_realtime.app.model_catalog import ModelEntry
+from fer_realtime.video.processor import DEFAULT_SMOOTHING, SMOOTHING
+
+from .browser_fps import received_fps_meter
+from .live_recording import recording_after_stop, recording_while_playing
+
+SMOOTHING_HELP = ("How steady each face's label is: each frame keeps this much of the face's earlier probabilities "
+                  "(off 0, light 0.6, normal 0.8, strong 0.9). Stronger is steadier and follows a change of "
+                  "expression later; see README \"Smoothing\" for the measured figures.")
 
 
 def live_session() -> LiveSession:
@@ -53,7 +62,7 @@ def live_figures(update: LiveUpdate | None, waiting_since: float, idle_s: float 
             pd.DataFrame(
                 {
                     "track id": [f.track_id for f in update.faces],
-                    "emotion": [f.label for f in update.faces],
+                    "emotion": [f.shown_label for f in update.faces],
                     "confidence": [f"{f.confidence:.0%}" for f in update.faces],
                 }
             ),
@@ -63,12 +72,26 @@ def live_figures(update: LiveUpdate | None, waiting_since: float, idle_s: float 
         st.markdown("No face in view.")
 
 
+def live_options() -> tuple[str, float | None]:
+    """The smoothing and the optional "uncertain" bar; both apply to the running stream at once."""
+    cols = st.columns([3, 2, 3], vertical_alignment="bottom")
+    smoothing = cols[0].select_slider("Smoothing", options=list(SMOOTHING), value=DEFAULT_SMOOTHING,
+                                      key="live_smoothing", help=SMOOTHING_HELP)
+    marked = cols[1].toggle("Mark uncertain faces", key="live_uncertain",
+                            help="Faces whose confidence is below the bar are labelled \"uncertain\" instead of "
+                                 "with an emotion they are not sure of.")
+    bar = cols[2].slider("Uncertain below confidence", min_value=20, max_value=90, value=40, step=5, format="%d%%",
+                         key="live_uncertain_below", disabled=not marked)
+    return smoothing, (bar / 100 if marked else None)
+
+
 def live_tab(entry: ModelEntry | None, detector: str, ice_servers: list) -> None:
     session = live_session()
     if entry is None:
         st.info("Choose a model that loads to start the live view.")
         return
-    session.choose(detector, entry.path)
+    smoothing, uncertain_below = live_options()
+    session.choose(detector, entry.path, smoothing, uncertain_below)
     video_column, figures_column = st.columns([3, 2], gap="medium")
     with video_column:
         ctx = webrtc_streamer(
@@ -83,8 +106,12 @@ def live_tab(entry: ModelEntry | None, detector: str, ice_servers: list) -> None
         session.end_stream()
         figures_column.info("Press START and allow the camera: each face gets a box and its emotion, and the live "
                             "figures appear here.")
+        recording_after_stop(session)
         return
+    with figures_column:
+        received_fps_meter()
     placeholder = figures_column.empty()
+    recording_while_playing(session)
     started = time.monotonic()
     last, received_at, rendered_at = None, started, 0.0
     # The frame callback and this loop run in different threads; the figures follow the video closely, not

@@ -1,4 +1,4 @@
-"""The sidebar's sections: adding a model file, analysing uploaded photos, the WebRTC connection setting."""
+"""The sidebar's sections: adding a model file, the photos to analyse, the WebRTC connection setting."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ import os
 
 import streamlit as st
 
-from fer_realtime import FerError, ImageReadError
-from fer_realtime.app.model_catalog import MAX_MODEL_MB, ModelEntry, add_uploaded_model, file_mtime, safe_file_name
-from fer_realtime.core.images import IMAGE_TYPES, decode_image
-from fer_realtime.faces.drawing import draw_faces
+from fer_realtime import FerError
+from fer_realtime.app.model_catalog import MAX_MODEL_MB, add_uploaded_model, safe_file_name
+from fer_realtime.core.images import IMAGE_TYPES
 
-from .charts import probability_chart
 from .resources import ml_runtime
 from .settings import ICE_ENV, AppPaths
 
@@ -58,60 +56,16 @@ def model_upload_section(paths: AppPaths) -> None:
         (st.success if note[1] == "success" else st.error)(note[2])
 
 
-def _photo_recognizer(detector: str, entry: ModelEntry):
-    """The session's recognizer for photos (detection options for stills), rebuilt when the choice changes."""
-    from fer_realtime.faces.detectors import still_image_options
-    from fer_realtime.recognizer import EmotionRecognizer
-
-    key = (detector, entry.path, file_mtime(entry.path))
-    cached = st.session_state.get("photo_recognizer")
-    if cached is None or cached[0] != key:
-        if cached is not None:
-            cached[1].close()
-        recognizer = EmotionRecognizer(detector=still_image_options(detector), model=entry.path)
-        st.session_state["photo_recognizer"] = cached = (key, recognizer)
-    return cached
-
-
-def photos_section(detector: str, entry: ModelEntry | None) -> None:
-    files = st.file_uploader(
+def photos_uploader() -> list:
+    """The photos to analyse; the Photos tab shows them."""
+    return st.file_uploader(
         "Photos",
         type=list(IMAGE_TYPES),
         accept_multiple_files=True,
-        help="Each photo is analysed on its own: every face gets a box, a label and its probabilities.",
-    )
-    if not files:
-        return
-    if entry is None:
-        st.warning("Choose a model that loads to analyse photos.")
-        return
-    key, recognizer = _photo_recognizer(detector, entry)
-    previous = st.session_state.get("photo_results", {})
-    results = st.session_state["photo_results"] = {}  # only the photos uploaded now are kept
-    for uploaded in files:
-        try:
-            image = decode_image(uploaded.getvalue(), uploaded.name)
-        except ImageReadError as exc:  # one sentence naming the file; the other photos still get analysed
-            st.error(str(exc))
-            continue
-        result_key = (uploaded.file_id, key)
-        faces = previous.get(result_key)
-        if faces is None:
-            try:
-                faces = recognizer.analyze(image)  # an independent image: no tracking
-            except FerError as exc:
-                st.error(str(exc))
-                continue
-        results[result_key] = faces
-        st.image(draw_faces(image, faces), channels="BGR", caption=uploaded.name, width="stretch")
-        if not faces:
-            st.info(f"No face found in {uploaded.name}.")
-        for number, face in enumerate(faces, 1):
-            x, y, w, h = face.box
-            st.markdown(
-                f"**Face {number}** at ({x}, {y}), {w}×{h} px: **{face.label}** {face.confidence:.0%}"
-            )
-            st.altair_chart(probability_chart(face.scores), width="stretch")
+        key="photo_files",
+        help="Each photo is analysed on its own and shown in the Photos tab: every face gets a box, a label and "
+             "its probabilities.",
+    ) or []
 
 
 def ice_servers_setting() -> list:

@@ -1,6 +1,8 @@
-"""One live stream's state, shared by a page (which picks the detector and model and shows figures) and a frame
-callback running in another thread (which annotates frames). The callback never talks to the page directly: it
-publishes a small typed update per frame into a queue, and the page reads the newest one."""
+"""One live stream's state, shared by a page (which picks the detector, model and smoothing and shows figures) and
+a frame callback running in another thread (which annotates frames). The callback never talks to the page
+directly: it publishes a small typed update per frame into a queue, and the page reads the newest one. The callback
+also records every frame's faces (video.recording) and keeps the newest annotated frame, for the page to show and
+offer for download after the stream."""
 
 from __future__ import annotations
 
@@ -11,11 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 
 from ..inference.results import FaceResult
 from ..recognizer import EmotionRecognizer
-from ..video.processor import VideoProcessor
+from ..video.processor import DEFAULT_SMOOTHING, VideoProcessor, checked_uncertain_below, smoothing_weight
+from ..video.recording import FaceRecording
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +57,38 @@ class LiveSession:
         self._lock = threading.Lock()
         self._process_lock = threading.Lock()  # one frame at a time through the processor
         self._choice: tuple[str, str] | None = None
+        self._options: tuple[str | float, float | None] = (DEFAULT_SMOOTHING, None)
         self._generation = 0  # bumped when a stream ends: the next stream gets a fresh processor
         self._processor: VideoProcessor | None = None
         self._built_for: tuple | None = None
         self._failed: tuple[tuple, str] | None = None
         self._logged_error: str | None = None  # log each distinct failure's traceback once, not every frame
         self.updates: queue.Queue[LiveUpdate] = queue.Queue(maxsize=queue_size)
+        self._recording: FaceRecording | None = None
+        self._recording_generation = -1
+        self._snapshot: np.ndarray | None = None
 
-    def choose(self, detector: str, model_path: str) -> None:
+    def choose(self, detector: str, model_path: str, smoothing: str | float = DEFAULT_SMOOTHING,
+               uncertain_below: float | None = None) -> None:
+        """What the next frames use: the detector and model (a change rebuilds the processor), the smoothing and
+        the uncertainty bar (applied to the running processor: faces keep their tracks)."""
+        smoothing_weight(smoothing), checked_uncertain_below(uncertain_below)  # refuse bad values here, not per frame
         with self._lock:
             self._choice = (detector, model_path)
+            self._options = (smoothing, uncertain_below)
+
+    @property
+    def recording(self) -> FaceRecording | None:
+        """The faces of the current stream, or of the last one until a new stream sends its first frame."""
+        return self._recording
+
+    def snapshot_png(self) -> bytes | None:
+        """The newest annotated frame as PNG bytes, or None before the first frame."""
+        image = self._snapshot
+        if image is None:
+            return None
+        ok, encoded = cv2.imencode(".png", image)
+        return encoded.tobytes() if ok else None
 
     def end_stream(self) -> None:
         with self._lock:
@@ -91,7 +117,7 @@ class LiveSession:
 
     def _processor_for_frame(self) -> tuple[VideoProcessor, tuple[str, str]]:
         with self._lock:
-            choice, generation = self._choice, self._generation
+            choice, generation, options = self._choice, self._generation, self._options
         if choice is None:
             raise RuntimeError("no detector and model chosen yet")
         wanted = (choice, generation)
@@ -107,6 +133,10 @@ class LiveSession:
                 self._failed = (wanted, str(exc) or type(exc).__name__)
                 raise
             self._built_for, self._failed = wanted, None
+        self._processor.set_options(*options)
+        if self._recording_generation != generation:  # a new stream: a new recording (kept until the next one)
+            self._recording = FaceRecording(self._processor.recognizer.classes)
+            self._recording_generation = generation
         return self._processor, choice
 
     def process(self, image_bgr: np.ndarray) -> np.ndarray:
@@ -117,6 +147,8 @@ class LiveSession:
                 processor, (detector, model_path) = self._processor_for_frame()
                 result = processor.process(image_bgr)
                 stats = processor.stats()
+                self._recording.add(result.faces)
+                self._snapshot = result.image
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 if error != self._logged_error:

@@ -53,7 +53,7 @@ def emotion_shares(summary):
     a few frames for a clip shorter than 30 s (about 30 points on its line)."""
     import pandas as pd
 
-    from ..video.files import emotion_shares_over_time
+    from ..video.timeline import emotion_shares_over_time
 
     fps, bin_seconds = summary.video_fps, 1.0
     if summary.frames < 30 * fps:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 
+from ..app.photos import annotated_name
 from ..core.atomic import write_bytes_atomic
 from ..core.errors import FerError
 from ..core.images import read_image
@@ -18,16 +19,7 @@ from ..faces.drawing import draw_faces
 from ..inference.engine import get_engine
 from ..recognizer import EmotionRecognizer
 from ..video.files import process_video
-
-
-def _annotated_path(out_dir: Path, image_path: Path, used: set[str]) -> Path:
-    name = f"{image_path.stem}_annotated.png"
-    n = 2
-    while name in used:  # two inputs with the same stem from different folders
-        name = f"{image_path.stem}_annotated_{n}.png"
-        n += 1
-    used.add(name)
-    return out_dir / name
+from ..video.processor import DEFAULT_SMOOTHING, SMOOTHING
 
 
 def _write_image_atomic(path: Path, image) -> None:
@@ -35,15 +27,6 @@ def _write_image_atomic(path: Path, image) -> None:
     if not ok:
         raise FerError(f"could not encode {path.name}")
     write_bytes_atomic(path, encoded.tobytes())
-
-
-def _face_dict(face) -> dict:
-    return {
-        "box": list(face.box),
-        "label": face.label,
-        "confidence": round(face.confidence, 6),
-        "scores": {k: round(v, 6) for k, v in face.scores.items()},
-    }
 
 
 def cmd_predict(args) -> int:
@@ -68,9 +51,9 @@ def cmd_predict(args) -> int:
                 print(f"{image_arg}: error: {exc}", file=sys.stderr)
             continue
         faces = recognizer.analyze(frame)
-        entry = {"image": image_arg, "faces": [_face_dict(f) for f in faces]}
+        entry = {"image": image_arg, "faces": [face.to_dict() for face in faces]}
         if out_dir is not None:
-            target = _annotated_path(out_dir, path, used_names)
+            target = out_dir / annotated_name(path.name, used_names)
             _write_image_atomic(target, draw_faces(frame, faces))
             entry["annotated"] = str(target)
         results.append(entry)
@@ -129,9 +112,12 @@ def _progress_bar(done: int, total: int) -> None:
 
 
 def cmd_video(args) -> int:
+    if args.uncertain_below is not None and not 0 <= args.uncertain_below <= 1:
+        raise FerError(f"--uncertain-below must be a confidence from 0 to 1, got {args.uncertain_below}.")
     with EmotionRecognizer(detector=args.detector, model=args.model) as recognizer:
         summary = process_video(args.file, recognizer, csv_path=args.csv, out_path=args.out,
-                                detect_every=args.detect_every, progress=None if args.quiet else _progress_bar)
+                                detect_every=args.detect_every, progress=None if args.quiet else _progress_bar,
+                                smoothing=args.smoothing, uncertain_below=args.uncertain_below)
     if not args.quiet:
         print(file=sys.stderr)
     labels: dict[str, int] = {}
@@ -156,6 +142,10 @@ def add_video(sub) -> None:
     p.add_argument("--out", default=None, metavar="ANNOTATED.mp4", help="annotated video (.mp4, .webm or .avi)")
     p.add_argument("--detect-every", type=int, default=None, metavar="K",
                    help="run the detector every K frames, tracking in between (default: haar 3, mediapipe 1)")
+    p.add_argument("--smoothing", default=DEFAULT_SMOOTHING, choices=list(SMOOTHING),
+                   help="how steady each face's label is over frames (default: %(default)s)")
+    p.add_argument("--uncertain-below", type=float, default=None, metavar="P",
+                   help="label faces whose confidence is below P (0-1) 'uncertain' (drawn and in the CSV)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_video)
 

@@ -16,6 +16,7 @@ EMOTION_COLORS: dict[str, tuple[int, int, int]] = {
     "sad": (200, 120, 30),
     "surprise": (0, 140, 255),
     "neutral": (200, 200, 200),
+    "uncertain": (110, 110, 110),  # a face below the confidence the user asked for
 }
 _DEFAULT_COLOR = (255, 255, 0)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -27,8 +28,12 @@ def _text_color(background: tuple[int, int, int]) -> tuple[int, int, int]:
     return (0, 0, 0) if luminance > 140 else (255, 255, 255)
 
 
+def shown_label(face) -> str:
+    return getattr(face, "shown_label", face.label)
+
+
 def label_text(face) -> str:
-    return f"{face.label} {face.confidence * 100:.0f}%"
+    return f"{shown_label(face)} {face.confidence * 100:.0f}%"
 
 
 def draw_faces(image: np.ndarray, faces: Iterable, copy: bool = True) -> np.ndarray:
@@ -45,7 +50,7 @@ def draw_faces(image: np.ndarray, faces: Iterable, copy: bool = True) -> np.ndar
     thickness = max(1, int(round(scale * 2)))
     for face in faces:
         x, y, w, h = (int(v) for v in face.box)
-        color = EMOTION_COLORS.get(face.label, _DEFAULT_COLOR)
+        color = EMOTION_COLORS.get(shown_label(face), _DEFAULT_COLOR)
         cv2.rectangle(out, (x, y), (x + w, y + h), (0, 0, 0), thickness + 2, cv2.LINE_AA)
         cv2.rectangle(out, (x, y), (x + w, y + h), color, thickness, cv2.LINE_AA)
         text = label_text(face)

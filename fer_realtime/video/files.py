@@ -10,7 +10,6 @@ and renamed when complete, so an interrupted or failed run leaves no half-writte
 
 from __future__ import annotations
 
-import csv
 import os
 import tempfile
 import time
@@ -23,7 +22,8 @@ import numpy as np
 
 from ..core.errors import FerError
 from ..inference.analyzer import FaceAnalyzer
-from .processor import VideoProcessor
+from .processor import DEFAULT_SMOOTHING, VideoProcessor
+from .timeline import face_row, write_timeline
 
 # Annotated-video containers and the codec OpenCV's bundled FFmpeg can write for each. WebM (VP8) plays in
 # browsers; OpenCV's wheels have no H.264 encoder, and their MPEG-4 Part 2 .mp4 plays in desktop players only.
@@ -52,10 +52,6 @@ class VideoSummary:
     @property
     def processing_fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-
-def timeline_columns(classes) -> list[str]:
-    return ["frame", "time_s", "track_id", "x", "y", "w", "h", "label", "confidence", *classes]
 
 
 def open_video(path: str | os.PathLike) -> tuple[cv2.VideoCapture, int, float]:
@@ -101,10 +97,13 @@ def process_video(
     detect_every: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     max_frames: int | None = None,
+    smoothing: str | float = DEFAULT_SMOOTHING,
+    uncertain_below: float | None = None,
 ) -> VideoSummary:
     """Run every frame of `path` through a fresh VideoProcessor; write the timeline CSV and annotated video.
 
-    `recognizer` (a FaceAnalyzer, such as an EmotionRecognizer) defaults to one with the shipped model and mediapipe. `progress(done, total)` is called
+    `recognizer` (a FaceAnalyzer, such as an EmotionRecognizer) defaults to one with the shipped model and
+    mediapipe; `smoothing` and `uncertain_below` as VideoProcessor takes them. `progress(done, total)` is called
     every few frames (total 0 when unknown).
     """
     out_path = Path(out_path) if out_path is not None else None
@@ -120,7 +119,8 @@ def process_video(
         if not ok or frame is None:
             raise VideoFileError(f"{Path(path).name} has no frame that OpenCV can decode.")
         recognizer = recognizer or FaceAnalyzer()
-        processor = VideoProcessor(recognizer, detect_every=detect_every)
+        processor = VideoProcessor(recognizer, detect_every=detect_every, smoothing=smoothing,
+                                   uncertain_below=uncertain_below)
         classes = recognizer.classes
         height, width = frame.shape[:2]
         if out_path is not None:
@@ -137,12 +137,7 @@ def process_video(
             if frame.shape[:2] != (height, width):  # a stream that changes size mid-file: keep the first size
                 frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
             result = processor.process(frame, draw=writer is not None)
-            for face in result.faces:
-                x, y, w, h = face.box
-                timeline.append({"frame": frames, "time_s": round(frames / fps, 4), "track_id": face.track_id,
-                                 "x": x, "y": y, "w": w, "h": h, "label": face.label,
-                                 "confidence": round(face.confidence, 4),
-                                 **{c: round(face.scores[c], 4) for c in classes}})
+            timeline.extend(face_row(frames, frames / fps, face, classes) for face in result.faces)
             if writer is not None:
                 writer.write(result.image)
             frames += 1
@@ -161,9 +156,7 @@ def process_video(
             tmp_csv = _temporary(csv_path)
             temporaries.append(tmp_csv)
             with open(tmp_csv, "w", newline="") as handle:
-                table = csv.DictWriter(handle, fieldnames=timeline_columns(classes))
-                table.writeheader()
-                table.writerows(timeline)
+                write_timeline(handle, timeline, classes)
             os.chmod(tmp_csv, 0o644)
             os.replace(tmp_csv, csv_path)
         if progress is not None:
@@ -179,21 +172,3 @@ def process_video(
             tmp.unlink(missing_ok=True)
         if own_recognizer and recognizer is not None:
             recognizer.close()
-
-
-def emotion_shares_over_time(timeline: list[dict], classes, video_fps: float, bin_seconds: float = 1.0):
-    """Mean score of each class over all faces, per time bin: {'time_s': [...], class: [...]} for a line chart.
-
-    Bins hold whole frames (round(bin_seconds * fps) of them), counted by frame index; time_s is a bin's start.
-    """
-    if not timeline:
-        return {"time_s": [], **{c: [] for c in classes}}
-    bin_frames = max(1, round(bin_seconds * video_fps))
-    bins: dict[int, list[dict]] = {}
-    for row in timeline:
-        bins.setdefault(int(row["frame"]) // bin_frames, []).append(row)
-    keys = sorted(bins)
-    chart = {"time_s": [k * bin_frames / video_fps for k in keys]}
-    for c in classes:
-        chart[c] = [float(np.mean([r[c] for r in bins[k]])) for k in keys]
-    return chart

@@ -9,7 +9,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..faces.drawing import draw_faces
-from ..faces.tracking import COASTED, DETECTED, PREDICTED, FaceTracker, iou
+from ..faces.boxes import box_iou
+from ..faces.tracking import COASTED, DETECTED, PREDICTED, FaceTracker
 from ..inference.analyzer import FaceAnalyzer
 from ..inference.results import FaceResult, results_from_probabilities
 
@@ -33,6 +34,31 @@ class FrameStats(NamedTuple):
 # the benchmark's moving clip did not drop; see `fer-realtime bench`).
 DEFAULT_DETECT_EVERY = {"haar": 3, "mediapipe": 1}
 
+# How much of a face's past probabilities each frame keeps (FaceTracker.smoothing), by name. Measured on a steady
+# face and on a change of expression (benchmarks/smoothing.py, README "Smoothing"): "normal" keeps labels steady
+# and follows a change within a few frames.
+SMOOTHING = {"off": 0.0, "light": 0.6, "normal": 0.8, "strong": 0.9}
+DEFAULT_SMOOTHING = "normal"
+
+
+def smoothing_weight(smoothing: str | float) -> float:
+    """A SMOOTHING name, or a weight in [0, 1), as the weight kept from the past."""
+    if isinstance(smoothing, str):
+        if smoothing not in SMOOTHING:
+            raise ValueError(f"smoothing must be one of {', '.join(SMOOTHING)} or a number in [0, 1), "
+                             f"not {smoothing!r}")
+        return SMOOTHING[smoothing]
+    weight = float(smoothing)
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), not {weight}")
+    return weight
+
+
+def checked_uncertain_below(value: float | None) -> float | None:
+    if value is not None and not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"uncertain_below must be a confidence in [0, 1], not {value}")
+    return None if value is None else float(value)
+
 
 class VideoProcessor:
     """Processes consecutive frames of one stream; faces keep ids and labels do not flicker.
@@ -42,10 +68,14 @@ class VideoProcessor:
     None: DEFAULT_DETECT_EVERY for the recognizer's detector.
     `coast_frames`: an established face (tracked for 3+ frames) that the detector misses keeps its predicted box
     for up to this many frames, so a face does not blink out for a frame the detector happens to miss.
+    `smoothing`: how steady each face's probabilities are over frames, a SMOOTHING name ("off", "light", "normal",
+    "strong") or the weight kept from the past; `uncertain_below`: faces whose (smoothed) confidence is below
+    this are flagged uncertain and shown as "uncertain". Both may be changed between frames.
     """
 
     def __init__(self, recognizer: FaceAnalyzer, window: int = 60, detect_every: int | None = None,
-                 coast_frames: int = 2, **tracker_options):
+                 coast_frames: int = 2, smoothing: str | float = DEFAULT_SMOOTHING,
+                 uncertain_below: float | None = None, **tracker_options):
         self.recognizer = recognizer
         if detect_every is None:
             detect_every = DEFAULT_DETECT_EVERY.get(getattr(recognizer.detector, "name", ""), 1)
@@ -55,7 +85,8 @@ class VideoProcessor:
         self.coast_frames = int(coast_frames)
         self._since_detection = 0
         self._step = 0  # detections so far: which part of the detector's full search this frame looks at
-        self.tracker = FaceTracker(**tracker_options)
+        self.tracker = FaceTracker(smoothing=smoothing_weight(smoothing), **tracker_options)
+        self.uncertain_below = checked_uncertain_below(uncertain_below)
         self._ms = deque(maxlen=window)
         self._stamps = deque(maxlen=window)
         self._last_faces = 0
@@ -75,7 +106,7 @@ class VideoProcessor:
             self._since_detection = 0
             for track in self.tracker.tracks:
                 if track.age >= 3 and track.missed < self.coast_frames and \
-                        all(iou(track.box, box) < self.tracker.min_iou for box in boxes):
+                        all(box_iou(track.box, box) < self.tracker.min_iou for box in boxes):
                     boxes.append(track.predicted_box(width, height))
                     angles.append(track.angle)
                     kinds.append(COASTED)
@@ -91,7 +122,8 @@ class VideoProcessor:
             if kind == DETECTED:
                 track.angle = angle
         faces = results_from_probabilities(
-            boxes, [t.probabilities for t in tracks], rec.classes, track_ids=[t.track_id for t in tracks]
+            boxes, [t.probabilities for t in tracks], rec.classes, track_ids=[t.track_id for t in tracks],
+            uncertain_below=self.uncertain_below,
         )
         image = draw_faces(frame_bgr, faces) if draw else frame_bgr
         elapsed_ms = (time.perf_counter() - start) * 1000.0
@@ -100,6 +132,12 @@ class VideoProcessor:
         self._last_faces = len(faces)
         self.frames += 1
         return FrameResult(faces=faces, image=image, ms=elapsed_ms)
+
+    def set_options(self, smoothing: str | float | None = None, uncertain_below: float | None = None) -> None:
+        """Change the smoothing (None: keep it) and the uncertainty bar (None: no bar) for the next frames."""
+        if smoothing is not None:
+            self.tracker.smoothing = smoothing_weight(smoothing)
+        self.uncertain_below = checked_uncertain_below(uncertain_below)
 
     def stats(self) -> FrameStats:
         fps = 0.0
