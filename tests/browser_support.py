@@ -207,16 +207,42 @@ def running_server(log_path: Path, env: dict | None = None, cwd: Path | None = N
 
 @contextlib.contextmanager
 def app_page(browser, url: str, width: int = 1400, height: int = 1000):
-    """The page in a fresh browser context (a new Streamlit session), once its title is shown."""
+    """The page in a fresh browser context (a new Streamlit session), once its title is shown. The messages the
+    page sends to the server (reruns) are counted, for show_tab."""
     context = browser.new_context(viewport={"width": width, "height": height})
     try:
         page = context.new_page()
         page.set_default_timeout(60_000)
+        page.fer_messages_sent = 0
+
+        def count(_payload) -> None:
+            page.fer_messages_sent += 1
+
+        page.on("websocket", lambda socket: socket.on("framesent", count))
         page.goto(url)
         page.get_by_role("heading", name="fer-realtime").wait_for()
         yield page
     finally:
         context.close()
+
+
+def show_tab(page, name: str) -> None:
+    """Open a tab of the page (a page from app_page) and wait for the rerun that may come with it.
+
+    The first time a page leaves the Live tab, streamlit-webrtc's component (hidden with it) reports its state,
+    which reruns the script: a click or a file that landed in that rerun was lost (a Load click in the Training
+    tab, Process in the Video tab). So: the component is up first, then the tab, then its rerun, if it comes
+    (at once, as measured), is waited out.
+    """
+    leaving_live = page.get_by_role("tab", name="Live").get_attribute("aria-selected") == "true"
+    if leaving_live:
+        webrtc_frame(page).get_by_role("button").first.wait_for(state="attached", timeout=120_000)
+    before = page.fer_messages_sent
+    page.get_by_role("tab", name=name).click()
+    deadline = time.monotonic() + (3.0 if leaving_live else 0.0)
+    while page.fer_messages_sent == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    wait_until_idle(page)
 
 
 def main_area(page):

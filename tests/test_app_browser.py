@@ -40,6 +40,7 @@ from browser_support import (
     press_stream_button,
     require_model,
     running_server,
+    show_tab,
     sidebar,
     wait_for_live,
     wait_until_idle,
@@ -76,9 +77,12 @@ def browser(fake_camera):
 
 
 @pytest.fixture
-def page(browser, app_server):
+def page(browser, app_server, request, tmp_path_factory):
     with app_page(browser, app_server.url) as page:
         yield page
+        shot = tmp_path_factory.mktemp("shots") / f"{request.node.name}.png"  # the page as the test left it
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"\nscreenshot: {shot}\nserver log: {app_server.log_path}")
 
 
 @needs_browser
@@ -196,7 +200,7 @@ def test_photos_tab_shows_each_photo_with_its_faces_and_downloads(page, app_serv
     uploader = sidebar(page).locator('[data-testid="stFileUploader"]').filter(has_text="Photos")
     wait_until_idle(page)
     uploader.locator('input[type="file"]').set_input_files(photos)
-    page.get_by_role("tab", name="Photos").click()
+    show_tab(page, "Photos")
     main = main_area(page)
     main.get_by_text("7 photos").wait_for(timeout=120_000)
     error = main.locator('[data-testid="stAlertContentError"]').filter(has_text="broken.jpg")
@@ -206,10 +210,12 @@ def test_photos_tab_shows_each_photo_with_its_faces_and_downloads(page, app_serv
     images.nth(3).wait_for()
     assert images.count() == 4  # page 1: five photos, one of them the broken file
     tables = main.locator('[data-testid="stDataFrame"]')
+    tables.nth(3).wait_for()  # the faces tables draw after the images
     assert tables.count() == 4
     main.get_by_label("Page (of 2, 5 photos each)").fill("2")
     main.get_by_label("Page (of 2, 5 photos each)").press("Enter")
     wait_until_idle(page)
+    main.locator('[data-testid="stDataFrame"]').nth(1).wait_for()
     assert main.locator('[data-testid="stImage"] img').count() == 2
 
     results = json.loads(_downloaded(page, main.get_by_role("button", name="Results (JSON)")))

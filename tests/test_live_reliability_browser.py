@@ -34,6 +34,7 @@ from browser_support import (
     press_stream_button,
     running_server,
     selected_option,
+    show_tab,
     sidebar,
     wait_for_live,
     wait_until_idle,
@@ -198,7 +199,7 @@ def _upload_video(page, name: str, data: bytes, mime: str = "video/mp4") -> None
 
 
 def test_video_tab_processes_a_clip_and_refuses_bad_files(page, server, folders, tmp_path):
-    page.get_by_role("tab", name="Video").click()
+    show_tab(page, "Video")
     main = main_area(page)
     clip = _portrait_clip(tmp_path / "astronaut.mp4")
     _upload_video(page, "astronaut.mp4", clip.read_bytes())

@@ -29,12 +29,14 @@ import pytest
 from browser_support import (
     PlaywrightTimeoutError,
     StreamlitServer,
+    app_page,
     assert_no_traceback,
     choose_option,
     chromium_browser,
     main_area,
     needs_browser,
     selected_option,
+    show_tab,
     wait_until_idle,
 )
 from fer_realtime.core.labels import EMOTIONS
@@ -99,19 +101,12 @@ def browser():
 
 @pytest.fixture
 def page(browser, training_server, folders, request):
-    context = browser.new_context(viewport={"width": 1400, "height": 1100})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.goto(training_server.url)
-    page.get_by_role("heading", name="fer-realtime").wait_for()
-    page.get_by_role("tab", name="Training").click()
-    try:
+    with app_page(browser, training_server.url, height=1100) as page:
+        show_tab(page, "Training")
         yield page
         shot = folders["root"] / f"{request.node.name}.png"  # the page as the test left it, for a failure's report
         page.screenshot(path=str(shot), full_page=True)
         print(f"\nscreenshot: {shot}\nserver log: {training_server.log_path}")
-    finally:
-        context.close()
 
 
 def _fill(page, label: str, value: str) -> None:
@@ -227,18 +222,12 @@ def _worker_held(runs_dir: Path):
 
 def _second_tab_shows_the_run(browser, url: str, name: str) -> None:
     """A second browser tab (a new session) shows the same run in progress, and no Start button."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1100})
-    try:
-        other = context.new_page()
-        other.set_default_timeout(60_000)
-        other.goto(url)
-        other.get_by_role("tab", name="Training").click()
+    with app_page(browser, url, height=1100) as other:
+        show_tab(other, "Training")
         main = main_area(other)
         main.get_by_text(f"{name} —").first.wait_for()
         main.get_by_role("button", name="Cancel").wait_for()
         assert main.get_by_role("button", name="Start training").count() == 0
-    finally:
-        context.close()
 
 
 def _zip_folder(folder: Path) -> bytes:
@@ -369,7 +358,7 @@ def test_train_two_models_and_use_the_result(page, browser, folders, tiny_datase
     wait_until_idle(page, settle=1.0)
     errors = sidebar.locator('[data-testid="stAlertContentError"]').all_inner_texts()
     assert not errors, f"{errors}\n{training_server.log()}"
-    page.get_by_role("tab", name="About").click()
+    show_tab(page, "About")
     assert main_area(page).get_by_text(cnn_file).count() >= 1
     assert_no_traceback(page, training_server.log())
     print(f"training test took {time.monotonic() - started:.1f} s after page load")

@@ -34,25 +34,22 @@ def _recognizer(detector: str, entry: ModelEntry):
 
 def _analyzed(files, detector: str, entry: ModelEntry) -> tuple[list[PhotoResult], tuple[str, ...]]:
     """Every uploaded photo's result, analysing those not seen with this detector and model (progress bar); and
-    the model's classes."""
+    the model's classes. Each result is kept as soon as it is made: a rerun that interrupts the analysis (another
+    widget, the WebRTC component announcing itself) goes on from there."""
     key, recognizer = _recognizer(detector, entry)
-    previous = st.session_state.get(RESULTS, {})
-    todo = [f for f in files if (f.file_id, key) not in previous]
+    stored = st.session_state.setdefault(RESULTS, {})
+    wanted = [(f.file_id, key) for f in files]
+    todo = [(f, k) for f, k in zip(files, wanted) if k not in stored]
     bar = st.progress(0.0, text=f"Analysing {len(todo)} photos…") if len(todo) > 1 else None
-    results = {}
-    for uploaded in files:
-        result_key = (uploaded.file_id, key)
-        result = previous.get(result_key)
-        if result is None:
-            result = analyze_photo(uploaded.name, uploaded.getvalue(), recognizer)
-            if bar is not None:
-                done = sum(1 for f in todo if (f.file_id, key) in results) + 1
-                bar.progress(done / len(todo), text=f"Analysed {done} of {len(todo)} photos")
-        results[result_key] = result
+    for done, (uploaded, result_key) in enumerate(todo, 1):
+        stored[result_key] = analyze_photo(uploaded.name, uploaded.getvalue(), recognizer)
+        if bar is not None:
+            bar.progress(done / len(todo), text=f"Analysed {done} of {len(todo)} photos")
     if bar is not None:
         bar.empty()
-    st.session_state[RESULTS] = results  # only the photos uploaded now are kept
-    return [results[(f.file_id, key)] for f in files], recognizer.classes
+    for old in set(stored) - set(wanted):  # only the photos uploaded now are kept
+        del stored[old]
+    return [stored[k] for k in wanted], recognizer.classes
 
 
 def _faces_table(result: PhotoResult, classes) -> None:

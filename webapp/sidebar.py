@@ -52,6 +52,11 @@ def model_upload_section(paths: AppPaths) -> None:
         f"loads, it is saved in {paths.models_label} and selected above.",
     )
     note = st.session_state.get(MODEL_UPLOAD_NOTE)
+    if uploaded is not None and (note is None or note[0] != uploaded.file_id):
+        # The on_change check did not run for this file (a rerun that came with the upload can swallow the
+        # callback): check it now, and rerun so that a good model is selected in the list above.
+        _on_model_upload(paths)
+        st.rerun()
     if uploaded is not None and note is not None and note[0] == uploaded.file_id:
         (st.success if note[1] == "success" else st.error)(note[2])
 

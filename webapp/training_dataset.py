@@ -20,6 +20,14 @@ logger = logging.getLogger(__name__)
 
 SAMPLES_PER_CLASS = 6
 LOADED = "train_dataset"  # session state: the loaded dataset's overview, used to start training
+# Session state: a Load pressed and not yet done, (kind, what). The request outlives the script run: a rerun (the
+# WebRTC component announcing itself when the page first leaves the Live tab, another widget) interrupts a run at
+# its next Streamlit call, and the button is True in that one run only.
+PENDING = "train_load_pending"
+
+
+def _pending(kind: str, what) -> bool:
+    return st.session_state.get(PENDING) == (kind, what)
 
 
 def _overview(dataset) -> dict:
@@ -72,9 +80,12 @@ def dataset_section(paths: AppPaths) -> dict | None:
             "or two .npy files named X… (images) and Y… (labels).",
         )
         if st.button("Load", key="train_load_upload", disabled=not files):
+            st.session_state[PENDING] = ("upload", [f.file_id for f in files])
+        if _pending("upload", [f.file_id for f in files or []]):
             data = [(f.name, f.getvalue()) for f in files]
             names = ", ".join(name for name, _ in data)
             _load_into_session(lambda: upload_overview(upload_digest(data), str(paths.uploads), data), names)
+            st.session_state.pop(PENDING, None)
     else:
         default = DEFAULT_DATASET if repo_path(DEFAULT_DATASET).exists() else ""
         text = st.text_input(
@@ -83,12 +94,15 @@ def dataset_section(paths: AppPaths) -> dict | None:
             "FER2013 .csv, or a folder with an X.npy + Y.npy pair. Relative paths start at the repository root.",
         )
         if st.button("Load", key="train_load_path"):
+            st.session_state[PENDING] = ("path", text)
+        if _pending("path", text):
             if not text.strip():
                 st.session_state.pop(LOADED, None)
                 st.error("Type the path of a dataset on the server first.")
             else:
                 source = repo_path(text.strip())
                 _load_into_session(lambda: dataset_overview(str(source), dataset_signature(source)), text.strip())
+            st.session_state.pop(PENDING, None)
     overview = st.session_state.get(LOADED)
     if overview is not None:
         dataset_summary_view(overview)
