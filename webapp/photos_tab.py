@@ -58,9 +58,12 @@ def _faces_table(result: PhotoResult, classes) -> None:
         x, y, w, h = face.box
         rows.append({"face": number, "box (x, y, w, h)": f"{x}, {y}, {w}, {h}", "label": face.label,
                      "confidence": face.confidence, **{c: face.scores[c] for c in classes}})
-    bars = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent") for c in classes}
+    bars = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent", width="small")
+            for c in classes}  # narrow: the seven bars fit beside the face's box and label
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                 column_config={"confidence": st.column_config.NumberColumn(format="percent"), **bars})
+                 column_config={"face": st.column_config.NumberColumn(width="small"),
+                                "confidence": st.column_config.NumberColumn(format="percent", width="small"),
+                                **bars})
 
 
 def _photo(result: PhotoResult, classes) -> None:
