@@ -326,8 +326,8 @@ GRAB_FRAME_JS = """(video) => {
     canvas.getContext('2d').drawImage(video, 0, 0);
     return canvas.toDataURL('image/png');
 }"""
-# the caption under the live figures: "haar face detector · model fer_cnn.keras · 123 frames processed"
-LIVE_CAPTION = re.compile(r"(\w+) face detector · model (.+?) · (\d+) frames processed")
+# the caption under the live figures: "haar face detector · model fer_cnn.keras on CPU · 123 frames processed"
+LIVE_CAPTION = re.compile(r"(\w+) face detector · model (.+?) on (.+?) · (\d+) frames processed")
 
 
 def webrtc_frame(page):
@@ -361,7 +361,7 @@ def live_status(page) -> dict | None:
     if match is None:
         return None
     return {"faces": faces_figure(page), "detector": match.group(1), "model": match.group(2),
-            "frames": int(match.group(3)), "errors": error_messages(main_area(page))}
+            "device": match.group(3), "frames": int(match.group(4)), "errors": error_messages(main_area(page))}
 
 
 def wait_for_live(page, check, timeout: float = 90.0, what: str = "the live figures") -> dict:

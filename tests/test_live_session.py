@@ -91,3 +91,16 @@ def test_updates_never_block_the_callback_and_only_the_newest_are_kept():
     for thread in threads:
         thread.join(timeout=10)
     assert session.latest() is not None and session.updates.qsize() == 0
+
+
+def test_frames_skipped_behind_the_newest_are_counted_per_stream(frame, shipped_model):
+    session = LiveSession()  # the page's own processors: the process's shared batching classifier
+    session.choose("mediapipe", str(shipped_model))
+    session.process_newest(frame, skipped=0)
+    session.process_newest(frame, skipped=3)
+    update = session.latest()
+    assert update.dropped == 3 and update.frames == 2 and len(update.faces) == 1
+    assert "batched" in session._processor.recognizer.engine.runtime
+    session.end_stream()
+    session.process_newest(frame, skipped=1)
+    assert session.latest().dropped == 1  # a new stream counts from zero

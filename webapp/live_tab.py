@@ -17,6 +17,8 @@ from fer_realtime.video.processor import DEFAULT_SMOOTHING, SMOOTHING
 from .browser_fps import received_fps_meter
 from .live_recording import recording_after_stop, recording_while_playing
 
+FIGURES_EVERY_S = 0.5  # the live figures' redraws, at most
+
 SMOOTHING_HELP = ("How steady each face's label is: each frame keeps this much of the face's earlier probabilities "
                   "(off 0, light 0.6, normal 0.8, strong 0.9). Stronger is steadier and follows a change of "
                   "expression later; see README \"Smoothing\" for the measured figures.")
@@ -29,12 +31,14 @@ def live_session() -> LiveSession:
 
 
 def frame_callback(session: LiveSession):
-    """streamlit-webrtc's video_frame_callback for `session` (one per session, so every rerun hands the streamer
-    the same function): it runs in a worker thread and never calls Streamlit."""
+    """streamlit-webrtc's queued_video_frames_callback for `session` (one per session, so every rerun hands the
+    streamer the same function): it gets the frames that arrived while the last one was processed, processes the
+    newest (the others are counted as dropped) and runs in a worker thread, never calling Streamlit."""
     if st.session_state.get("live_callback", (None,))[0] is not session:
 
-        def callback(frame: av.VideoFrame) -> av.VideoFrame:
-            return av.VideoFrame.from_ndarray(session.process(frame.to_ndarray(format="bgr24")), format="bgr24")
+        async def callback(frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
+            annotated = session.process_newest(frames[-1].to_ndarray(format="bgr24"), skipped=len(frames) - 1)
+            return [av.VideoFrame.from_ndarray(annotated, format="bgr24")]
 
         st.session_state["live_callback"] = (session, callback)
     return st.session_state["live_callback"][1]
@@ -55,8 +59,13 @@ def live_figures(update: LiveUpdate | None, waiting_since: float, idle_s: float 
     cols[2].metric("p90 ms", f"{update.ms_p90:.0f}", help="90 % of the last 60 frames took at most this long.")
     cols = st.columns(3)
     cols[0].metric("Faces", len(update.faces))
-    cols[1].metric("Device", update.device)
-    st.caption(f"{update.detector} face detector · model {update.model} · {update.frames} frames processed")
+    cols[1].metric("Device", "Ray Serve" if update.device.startswith("Ray Serve") else update.device.split(" (")[0])
+    cols[2].metric("Dropped", update.dropped, help="Frames skipped since START: a newer frame had arrived before "
+                                                   "they were processed, so the video stays current.")
+    st.caption(f"{update.detector} face detector · model {update.model} on {update.device} · {update.frames} frames "
+               "processed")
+    if update.model_problem:
+        st.warning(update.model_problem)
     if update.faces:
         st.table(
             pd.DataFrame(
@@ -97,7 +106,7 @@ def live_tab(entry: ModelEntry | None, detector: str, ice_servers: list) -> None
         ctx = webrtc_streamer(
             key="fer-live",
             mode=WebRtcMode.SENDRECV,
-            video_frame_callback=frame_callback(session),
+            queued_video_frames_callback=frame_callback(session),
             media_stream_constraints={"video": {"width": 640, "height": 480}, "audio": False},
             async_processing=True,
             rtc_configuration={"iceServers": ice_servers},
@@ -116,12 +125,14 @@ def live_tab(entry: ModelEntry | None, detector: str, ice_servers: list) -> None
     last, received_at, rendered_at = None, started, 0.0
     # The frame callback and this loop run in different threads; the figures follow the video closely, not
     # exactly. A widget change or STOP reruns the script, which ends this loop; so does a closed browser tab,
-    # at the next Streamlit call, which is why the figures are redrawn at least once a second.
+    # at the next Streamlit call, which is why the figures are redrawn at least once a second. They are redrawn
+    # at most FIGURES_EVERY_S: redrawing on every frame took a fifth of the server's time with one stream
+    # (benchmarks/profile_streams.py --browser).
     while ctx.state.playing:
         update, now = session.latest(), time.monotonic()
         if update is not None:
             last, received_at = update, now
-        if update is not None or now - rendered_at >= 1.0:
+        if now - rendered_at >= (FIGURES_EVERY_S if last is not None and received_at > rendered_at else 1.0):
             with placeholder.container():
                 live_figures(last, started, idle_s=now - received_at)
             rendered_at = now

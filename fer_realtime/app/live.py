@@ -16,6 +16,9 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from ..inference.batching import shared_batching_classifier
+from ..inference.engine import get_engine
+from ..inference.remote import model_classifier
 from ..inference.results import FaceResult
 from ..recognizer import EmotionRecognizer
 from ..video.processor import DEFAULT_SMOOTHING, VideoProcessor, checked_uncertain_below, smoothing_weight
@@ -36,11 +39,16 @@ class LiveUpdate(NamedTuple):
     model: str  # the model file's name
     error: str | None = None  # set when the frame could not be processed (the raw frame was sent back)
     ms_p90: float = 0.0  # 90th percentile of the processing time per frame (as `fer-realtime bench` reports)
+    model_problem: str = ""  # why the model does not run where it was asked to (a model server unreachable)
+    dropped: int = 0  # frames of this stream skipped because a newer one had arrived before they were processed
 
 
 def default_processor(detector: str, model_path: str) -> VideoProcessor:
-    """A recognizer with a detector of its own (detectors are not thread-safe) and the shared engine."""
-    return EmotionRecognizer(detector=detector, model=model_path).video_processor()
+    """A recognizer with a detector of its own (detectors are not thread-safe) and the process's shared batching
+    classifier for the model: the faces of all streams' frames that arrive together go through one model call,
+    on the model server when $FER_REALTIME_SERVE_URL is set."""
+    classifier = shared_batching_classifier(model_classifier(get_engine(model_path)))
+    return EmotionRecognizer(detector=detector, model=classifier).video_processor()
 
 
 class LiveSession:
@@ -67,6 +75,8 @@ class LiveSession:
         self._recording: FaceRecording | None = None
         self._recording_generation = -1
         self._snapshot: np.ndarray | None = None
+        self._dropped = 0
+        self._dropped_generation = 0
 
     def choose(self, detector: str, model_path: str, smoothing: str | float = DEFAULT_SMOOTHING,
                uncertain_below: float | None = None) -> None:
@@ -139,6 +149,15 @@ class LiveSession:
             self._recording_generation = generation
         return self._processor, choice
 
+    def process_newest(self, image_bgr: np.ndarray, skipped: int) -> np.ndarray:
+        """The newest of the frames that queued up while the last one was processed; the `skipped` older ones are
+        counted as dropped: a stream that falls behind skips frames instead of falling further behind."""
+        with self._lock:
+            if self._dropped_generation != self._generation:
+                self._dropped, self._dropped_generation = 0, self._generation
+            self._dropped += skipped
+        return self.process(image_bgr)
+
     def process(self, image_bgr: np.ndarray) -> np.ndarray:
         """The frame callback's body: the annotated frame, and an update published for the page. A frame that
         cannot be processed comes back as it was, and the update says why, so the stream keeps going."""
@@ -159,6 +178,8 @@ class LiveSession:
             self._logged_error = None
         self.publish(
             LiveUpdate(tuple(result.faces), stats.fps, stats.ms_median, stats.frames,
-                       processor.recognizer.device, detector, Path(model_path).name, ms_p90=stats.ms_p90)
+                       processor.recognizer.device, detector, Path(model_path).name, ms_p90=stats.ms_p90,
+                       dropped=self._dropped if self._dropped_generation == self._generation else 0,
+                       model_problem=getattr(processor.recognizer.engine, "problem", ""))
         )
         return result.image

@@ -11,6 +11,7 @@ from ..faces.crops import crop_faces
 from ..faces.detector import FaceDetector, FaceDetectorOptions
 from ..faces.detectors import DEFAULT_DETECTOR, create_detector
 from .engine import InferenceEngine, get_engine
+from .remote import model_classifier
 from .results import FaceResult, results_from_probabilities
 
 
@@ -27,13 +28,13 @@ class FaceAnalyzer:
         detector: str | FaceDetectorOptions | FaceDetector = DEFAULT_DETECTOR,
         model: str | os.PathLike | LoadedModel | InferenceEngine | None = None,
     ):
-        if isinstance(model, InferenceEngine):
+        if isinstance(model, InferenceEngine) or hasattr(model, "predict"):
             self.engine = model
         elif isinstance(model, LoadedModel):
             self.engine = InferenceEngine(model)
             self.engine.warm_up()
-        else:
-            self.engine = get_engine(model)
+        else:  # a model file: on the model server when $FER_REALTIME_SERVE_URL is set (inference/remote.py)
+            self.engine = model_classifier(get_engine(model))
         if isinstance(detector, (str, FaceDetectorOptions)):
             self.detector = create_detector(detector)
         else:
@@ -54,10 +55,14 @@ class FaceAnalyzer:
     def detect(self, frame_bgr: np.ndarray) -> list[tuple[int, int, int, int]]:
         return [d.box for d in self.detector.detect(frame_bgr)]
 
+    def crops(self, frame_bgr: np.ndarray, boxes, angles=None) -> np.ndarray:
+        """The model's input batch for the given face boxes of one frame; `angles` (the faces' tilt in degrees,
+        Detection.roll) turns each crop upright."""
+        return crop_faces(frame_bgr, boxes, self.engine.metadata, angles)
+
     def classify_boxes(self, frame_bgr: np.ndarray, boxes, angles=None) -> np.ndarray:
-        """Probabilities (N, K) for the given face boxes of one frame, in one batched model call; `angles` (the
-        faces' tilt in degrees, Detection.roll) turns each crop upright first."""
-        return self.engine.predict(crop_faces(frame_bgr, boxes, self.engine.metadata, angles))
+        """Probabilities (N, K) for the given face boxes of one frame, in one batched model call."""
+        return self.engine.predict(self.crops(frame_bgr, boxes, angles))
 
     def analyze(self, frame_bgr: np.ndarray) -> list[FaceResult]:
         """Detect and classify every face of an independent image (no tracking); tilted faces are turned upright

@@ -15,10 +15,21 @@ from ..inference.analyzer import FaceAnalyzer
 from ..inference.results import FaceResult, results_from_probabilities
 
 
+class FrameTimings(NamedTuple):
+    """Where one frame's processing time went, in ms."""
+
+    detect: float = 0.0  # face detection (0 on frames whose boxes come from the tracks)
+    crop: float = 0.0  # cutting out, turning upright and normalising the faces
+    model: float = 0.0  # the model call (with a shared batching classifier: the wait for the batch too)
+    track: float = 0.0  # matching faces to tracks, smoothing, results
+    draw: float = 0.0
+
+
 class FrameResult(NamedTuple):
     faces: list[FaceResult]  # smoothed per track; track_id set
     image: np.ndarray  # the annotated BGR frame
     ms: float  # processing time of this frame (detection + classification + tracking + drawing)
+    timings: FrameTimings = FrameTimings()
 
 
 class FrameStats(NamedTuple):
@@ -93,7 +104,15 @@ class VideoProcessor:
         self.frames = 0
 
     def process(self, frame_bgr: np.ndarray, draw: bool = True) -> FrameResult:
-        start = time.perf_counter()
+        start = clock = time.perf_counter()
+        stamps = []
+
+        def lap() -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            stamps.append((now - clock) * 1000.0)
+            clock = now
+
         rec = self.recognizer
         height, width = frame_bgr.shape[:2]
         if self._since_detection + 1 >= self.detect_every or not self.tracker.tracks:
@@ -116,7 +135,11 @@ class VideoProcessor:
             angles = [t.angle for t in coasting]
             kinds = [PREDICTED] * len(boxes)
             self._since_detection += 1
-        probabilities = rec.classify_boxes(frame_bgr, boxes, angles)
+        lap()
+        crops = rec.crops(frame_bgr, boxes, angles)
+        lap()
+        probabilities = rec.engine.predict(crops)
+        lap()
         tracks = self.tracker.update(boxes, probabilities, kinds)
         for track, angle, kind in zip(tracks, angles, kinds):
             if kind == DETECTED:
@@ -125,13 +148,15 @@ class VideoProcessor:
             boxes, [t.probabilities for t in tracks], rec.classes, track_ids=[t.track_id for t in tracks],
             uncertain_below=self.uncertain_below,
         )
+        lap()
         image = draw_faces(frame_bgr, faces) if draw else frame_bgr
+        lap()
         elapsed_ms = (time.perf_counter() - start) * 1000.0
         self._ms.append(elapsed_ms)
         self._stamps.append(time.perf_counter())
         self._last_faces = len(faces)
         self.frames += 1
-        return FrameResult(faces=faces, image=image, ms=elapsed_ms)
+        return FrameResult(faces=faces, image=image, ms=elapsed_ms, timings=FrameTimings(*stamps))
 
     def set_options(self, smoothing: str | float | None = None, uncertain_below: float | None = None) -> None:
         """Change the smoothing (None: keep it) and the uncertainty bar (None: no bar) for the next frames."""
