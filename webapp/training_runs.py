@@ -56,17 +56,19 @@ def progress_view(status: dict, run_dir: Path) -> None:
         figures.append(f"PCA keeps {status['pca'].get('components')} components")
     if figures:
         st.caption(" · ".join(figures))
+    # Cancel comes before the charts: this view is redrawn every second, and a redraw interrupts the one before;
+    # on a loaded machine the charts could take that second, and a button drawn after them never showed.
+    if (run_dir / "cancel").exists():
+        st.info("Cancelling: the run stops after the current batch.")
+    elif st.button("Cancel", key="train_cancel", help="Stop this run; models finished before now are kept."):
+        cancel_run(run_dir)
+        st.info("Cancelling: the run stops after the current batch.")
     rows = status.get("history") or []
     if rows:
         for column, chart in zip(st.columns(2), history_charts(rows)):
             column.altair_chart(chart, width="stretch", height=380)
     else:
         st.caption("The loss and accuracy chart fills in as epochs finish.")
-    if (run_dir / "cancel").exists():
-        st.info("Cancelling: the run stops after the current batch.")
-    elif st.button("Cancel", key="train_cancel", help="Stop this run; models finished before now are kept."):
-        cancel_run(run_dir)
-        st.info("Cancelling: the run stops after the current batch.")
 
 
 @st.fragment(run_every=1.0)
