@@ -3,8 +3,6 @@ the local model, and the page says so (the model server's own tests are in test_
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from browser_support import (
@@ -20,17 +18,12 @@ from browser_support import (
     wait_for_live,
     write_y4m,
 )
-
-
-def _unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from serve_support import free_port
 
 
 @pytest.fixture(scope="module")
 def server_without_model_server(tmp_path_factory):
-    env = {"FER_REALTIME_SERVE_URL": f"http://127.0.0.1:{_unused_port()}"}
+    env = {"FER_REALTIME_SERVE_URL": f"http://127.0.0.1:{free_port()}"}
     with running_server(tmp_path_factory.mktemp("server") / "streamlit.log", env=env, timeout=60) as server:
         yield server
 

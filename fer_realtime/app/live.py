@@ -75,8 +75,7 @@ class LiveSession:
         self._recording: FaceRecording | None = None
         self._recording_generation = -1
         self._snapshot: np.ndarray | None = None
-        self._dropped = 0
-        self._dropped_generation = 0
+        self._dropped = 0  # frames of the current stream skipped behind a newer one
 
     def choose(self, detector: str, model_path: str, smoothing: str | float = DEFAULT_SMOOTHING,
                uncertain_below: float | None = None) -> None:
@@ -103,6 +102,7 @@ class LiveSession:
     def end_stream(self) -> None:
         with self._lock:
             self._generation += 1
+            self._dropped = 0
         self.latest()  # drop what is left of the old stream
 
     def publish(self, update: LiveUpdate) -> None:
@@ -153,8 +153,6 @@ class LiveSession:
         """The newest of the frames that queued up while the last one was processed; the `skipped` older ones are
         counted as dropped: a stream that falls behind skips frames instead of falling further behind."""
         with self._lock:
-            if self._dropped_generation != self._generation:
-                self._dropped, self._dropped_generation = 0, self._generation
             self._dropped += skipped
         return self.process(image_bgr)
 
@@ -179,7 +177,7 @@ class LiveSession:
         self.publish(
             LiveUpdate(tuple(result.faces), stats.fps, stats.ms_median, stats.frames,
                        processor.recognizer.device, detector, Path(model_path).name, ms_p90=stats.ms_p90,
-                       dropped=self._dropped if self._dropped_generation == self._generation else 0,
+                       dropped=self._dropped,
                        model_problem=getattr(processor.recognizer.engine, "problem", ""))
         )
         return result.image
