@@ -66,6 +66,15 @@ def test_timeline_has_a_row_per_face_per_frame_with_all_scores(clip, recognizer,
     assert not list(tmp_path.glob(".*"))  # no temporary files left
 
 
+def test_rows_can_go_to_the_csv_only_for_long_videos(clip, recognizer, tmp_path):
+    path, _ = clip
+    kept = process_video(path, recognizer, csv_path=tmp_path / "kept.csv")
+    streamed = process_video(path, recognizer, csv_path=tmp_path / "streamed.csv", keep_timeline=False)
+    assert streamed.timeline == [] and streamed.faces == kept.faces == len(kept.timeline) > 0
+    assert (tmp_path / "streamed.csv").read_bytes() == (tmp_path / "kept.csv").read_bytes()
+    assert streamed.label_counts == kept.label_counts and sum(kept.label_counts.values()) == kept.faces
+
+
 def test_detecting_every_third_frame_keeps_the_face_boxed(clip, recognizer):
     path, boxes = clip
     every = process_video(path, recognizer, detect_every=3)
@@ -108,8 +117,8 @@ def test_bad_video_files_get_one_sentence(tmp_path, content, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
     assert not (tmp_path / "t.csv").exists()
-    assert main(["video", str(tmp_path), "--quiet"]) == 2  # a folder
-    assert "folder" in capsys.readouterr().err
+    assert main(["video", str(tmp_path), "--quiet"]) == 2  # a folder: its videos' timelines need a folder
+    assert "--csv-dir" in capsys.readouterr().err
 
 
 def test_video_command_writes_csv_and_annotated_copy(clip, tmp_path, capsys):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -18,6 +20,7 @@ from ..faces.detectors import DEFAULT_DETECTOR, still_image_options
 from ..faces.drawing import draw_faces
 from ..inference.engine import get_engine
 from ..recognizer import EmotionRecognizer
+from ..video.collection import VideoOptions, plan_jobs
 from ..video.files import process_video
 from ..video.processor import DEFAULT_SMOOTHING, SMOOTHING
 
@@ -111,18 +114,47 @@ def _progress_bar(done: int, total: int) -> None:
         print(f"\r{done} frames", end="", file=sys.stderr, flush=True)
 
 
-def cmd_video(args) -> int:
+def _check_video_options(args) -> None:
     if args.uncertain_below is not None and not 0 <= args.uncertain_below <= 1:
         raise FerError(f"--uncertain-below must be a confidence from 0 to 1, got {args.uncertain_below}.")
+    if args.workers is not None and args.workers < 1:
+        raise FerError(f"--workers must be at least 1, got {args.workers}.")
+    many = len(args.files) > 1 or Path(args.files[0]).is_dir() or args.workers is not None or args.address
+    if many and (args.csv or args.out):
+        raise FerError("--csv and --out name one video's outputs; for several videos or --workers give --csv-dir "
+                       "(and --out-dir).")
+    if many and not args.csv_dir:
+        raise FerError("Give --csv-dir OUT for the timelines of several videos (one CSV per video, named after it).")
+    if args.out_dir and not args.csv_dir:
+        raise FerError("--out-dir goes with --csv-dir (the timelines' folder).")
+
+
+def cmd_video(args) -> int:
+    _check_video_options(args)
+    if not args.csv_dir:
+        return _video_here(args, args.files[0], args.csv, args.out)
+    jobs = plan_jobs(args.files, args.csv_dir, args.out_dir)
+    if len(jobs) == 1 and args.workers is None and not args.address:  # one file: in this process, no Ray
+        if jobs[0].done:
+            print(f"{jobs[0].video}: already done ({jobs[0].csv_path} exists)")
+            return 0
+        return _video_here(args, jobs[0].video, jobs[0].csv_path, jobs[0].out_path)
+    return _videos_on_ray(args, jobs)
+
+
+def _video_options(args) -> VideoOptions:
+    return VideoOptions(detector=args.detector, model=args.model, detect_every=args.detect_every,
+                        smoothing=args.smoothing, uncertain_below=args.uncertain_below)
+
+
+def _video_here(args, video, csv_path, out_path) -> int:
     with EmotionRecognizer(detector=args.detector, model=args.model) as recognizer:
-        summary = process_video(args.file, recognizer, csv_path=args.csv, out_path=args.out,
+        summary = process_video(video, recognizer, csv_path=csv_path, out_path=out_path,
                                 detect_every=args.detect_every, progress=None if args.quiet else _progress_bar,
-                                smoothing=args.smoothing, uncertain_below=args.uncertain_below)
+                                smoothing=args.smoothing, uncertain_below=args.uncertain_below, keep_timeline=False)
     if not args.quiet:
         print(file=sys.stderr)
-    labels: dict[str, int] = {}
-    for row in summary.timeline:
-        labels[row["label"]] = labels.get(row["label"], 0) + 1
+    labels = summary.label_counts
     print(f"{summary.frames} frames of {summary.width}x{summary.height} ({summary.frames / summary.video_fps:.1f} s of "
           f"video) in {summary.seconds:.1f} s: {summary.processing_fps:.1f} frames/s with {args.detector}; "
           f"{summary.faces} face rows" + (f" ({', '.join(f'{k} {v}' for k, v in sorted(labels.items()))})" if labels else ""))
@@ -132,14 +164,57 @@ def cmd_video(args) -> int:
     return 0
 
 
+def _job_progress_bar(p) -> None:
+    filled = int(30 * p.frames_done / p.frames_total) if p.frames_total else 0
+    print(f"\r[{'#' * min(filled, 30)}{'.' * (30 - min(filled, 30))}] {p.frames_done}/{p.frames_total} frames, "
+          f"{p.videos_done}/{p.videos_total} videos" + (f", {p.failed} failed" if p.failed else ""),
+          end="", file=sys.stderr, flush=True)
+
+
+def _videos_on_ray(args, jobs) -> int:
+    try:
+        from ..distributed.video_jobs import run_video_jobs
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] == "ray":
+            raise FerError("Several videos run on Ray: pip install 'fer-realtime[distributed]'.") from None
+        raise
+    started = time.perf_counter()
+    outcomes = run_video_jobs(jobs, _video_options(args), workers=args.workers, address=args.address,
+                              progress=None if args.quiet else _job_progress_bar)
+    seconds = time.perf_counter() - started
+    if not args.quiet:
+        print(file=sys.stderr)
+    done = [o for o in outcomes if o.state == "done"]
+    failed = [o for o in outcomes if o.state == "failed"]
+    skipped = len(outcomes) - len(done) - len(failed)
+    frames = sum(o.frames for o in done)
+    where = args.address or f"{args.workers or os.cpu_count()} local workers"
+    print(f"{len(outcomes)} videos in {seconds:.1f} s on Ray ({where}): {len(done)} done, {skipped} skipped "
+          f"(already done), {len(failed)} failed; {frames} frames ({frames / seconds:.1f} frames/s), "
+          f"{sum(o.faces for o in done)} face rows, {len(done) / seconds:.3f} videos/s")
+    print(f"timelines in {args.csv_dir}" + (f", annotated videos in {args.out_dir}" if args.out_dir else ""))
+    for outcome in failed:
+        print(f"failed: {outcome.video}: {outcome.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def add_video(sub) -> None:
     """The `video` command."""
-    p = sub.add_parser("video", help="emotions of every face in a video file: timeline CSV and annotated copy")
-    p.add_argument("file", metavar="FILE")
+    p = sub.add_parser("video", help="emotions of every face in video files: timeline CSVs and annotated copies")
+    p.add_argument("files", nargs="+", metavar="FILE_OR_DIR",
+                   help="video files, and folders whose video files (at any depth) are all processed")
     p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=list(DETECTOR_NAMES))
     p.add_argument("--model", default=None)
-    p.add_argument("--csv", default=None, metavar="OUT.csv", help="per-frame, per-face emotion timeline")
-    p.add_argument("--out", default=None, metavar="ANNOTATED.mp4", help="annotated video (.mp4, .webm or .avi)")
+    p.add_argument("--csv", default=None, metavar="OUT.csv", help="one video: its per-frame, per-face timeline")
+    p.add_argument("--out", default=None, metavar="ANNOTATED.mp4", help="one video: annotated copy (.mp4, .webm, .avi)")
+    p.add_argument("--csv-dir", default=None, metavar="OUT",
+                   help="one timeline CSV per video, named after it; videos whose outputs exist are skipped")
+    p.add_argument("--out-dir", default=None, metavar="ANNOTATED", help="with --csv-dir: an annotated copy per video")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="videos processed at once, each a Ray task (default for several videos: one per CPU; a single "
+                        "file without --workers is processed here, without Ray)")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="run the videos on this Ray cluster (e.g. auto, or HOST:6379) instead of a local Ray instance")
     p.add_argument("--detect-every", type=int, default=None, metavar="K",
                    help="run the detector every K frames, tracking in between (default: haar 3, mediapipe 1)")
     p.add_argument("--smoothing", default=DEFAULT_SMOOTHING, choices=list(SMOOTHING),

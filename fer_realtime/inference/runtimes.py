@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import warnings
 
 import numpy as np
+
+from ..core.threads import compute_threads
 
 CALIBRATION_BATCH = 8
 
@@ -42,7 +43,7 @@ def tflite_interpreter(content: bytes, batch: int, input_shape):
 
     with warnings.catch_warnings():  # tf.lite.Interpreter warns that it moves to the ai_edge_litert package
         warnings.simplefilter("ignore")
-        interpreter = tf.lite.Interpreter(model_content=content, num_threads=os.cpu_count() or 1)
+        interpreter = tf.lite.Interpreter(model_content=content, num_threads=compute_threads())
     input_index = interpreter.get_input_details()[0]["index"]
     interpreter.resize_tensor_input(input_index, [batch, *input_shape])
     interpreter.allocate_tensors()

@@ -4,16 +4,19 @@
     >>> summary.frames, summary.processing_fps
 
 The timeline has one row per face per frame: frame, time_s, track_id, x, y, w, h, label, confidence and one
-column per class score (the track's smoothed probabilities, as drawn). Outputs are written to temporary files
-and renamed when complete, so an interrupted or failed run leaves no half-written file.
+column per class score (the track's smoothed probabilities, as drawn). Rows go to the CSV as frames are processed
+(with `keep_timeline=False` nothing grows with the video's length, so hours of video run in flat memory). Outputs
+are written to temporary files and renamed when complete, so an interrupted or failed run leaves no half-written
+file.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +26,7 @@ import numpy as np
 from ..core.errors import FerError
 from ..inference.analyzer import FaceAnalyzer
 from .processor import DEFAULT_SMOOTHING, VideoProcessor
-from .timeline import face_row, write_timeline
+from .timeline import face_row, timeline_columns
 
 # Annotated-video containers and the codec OpenCV's bundled FFmpeg can write for each. WebM (VP8) plays in
 # browsers; OpenCV's wheels have no H.264 encoder, and their MPEG-4 Part 2 .mp4 plays in desktop players only.
@@ -44,10 +47,11 @@ class VideoSummary:
     height: int
     video_fps: float  # the file's frame rate
     seconds: float  # wall time of processing
-    timeline: list[dict]  # the CSV's rows
+    timeline: list[dict]  # the CSV's rows (empty with keep_timeline=False)
     classes: tuple[str, ...]
     csv_path: Path | None = None
     out_path: Path | None = None
+    label_counts: dict[str, int] = field(default_factory=dict)  # face rows per label shown
 
     @property
     def processing_fps(self) -> float:
@@ -99,12 +103,13 @@ def process_video(
     max_frames: int | None = None,
     smoothing: str | float = DEFAULT_SMOOTHING,
     uncertain_below: float | None = None,
+    keep_timeline: bool = True,
 ) -> VideoSummary:
     """Run every frame of `path` through a fresh VideoProcessor; write the timeline CSV and annotated video.
 
     `recognizer` (a FaceAnalyzer, such as an EmotionRecognizer) defaults to one with the shipped model and
     mediapipe; `smoothing` and `uncertain_below` as VideoProcessor takes them. `progress(done, total)` is called
-    every few frames (total 0 when unknown).
+    every few frames (total 0 when unknown). `keep_timeline=False` leaves the rows in the CSV only.
     """
     out_path = Path(out_path) if out_path is not None else None
     csv_path = Path(csv_path) if csv_path is not None else None
@@ -114,6 +119,7 @@ def process_video(
     own_recognizer = recognizer is None
     temporaries: list[Path] = []
     writer = None
+    csv_file = None
     try:
         ok, frame = capture.read()
         if not ok or frame is None:
@@ -130,14 +136,29 @@ def process_video(
                                      fps, (width, height))
             if not writer.isOpened():
                 raise VideoFileError(f"OpenCV cannot write {out_path.suffix} video here.")
+        table = None
+        if csv_path is not None:
+            tmp_csv = _temporary(csv_path)
+            temporaries.append(tmp_csv)
+            csv_file = open(tmp_csv, "w", newline="")
+            table = csv.DictWriter(csv_file, fieldnames=timeline_columns(classes))
+            table.writeheader()
         timeline: list[dict] = []
-        frames = 0
+        label_counts: dict[str, int] = {}
+        frames = faces = 0
         started = time.perf_counter()
         while ok and frame is not None:
             if frame.shape[:2] != (height, width):  # a stream that changes size mid-file: keep the first size
                 frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
             result = processor.process(frame, draw=writer is not None)
-            timeline.extend(face_row(frames, frames / fps, face, classes) for face in result.faces)
+            rows = [face_row(frames, frames / fps, face, classes) for face in result.faces]
+            for row in rows:
+                label_counts[row["label"]] = label_counts.get(row["label"], 0) + 1
+            faces += len(rows)
+            if table is not None:
+                table.writerows(rows)
+            if keep_timeline:
+                timeline.extend(rows)
             if writer is not None:
                 writer.write(result.image)
             frames += 1
@@ -152,22 +173,22 @@ def process_video(
             writer = None
             os.chmod(temporaries[0], 0o644)
             os.replace(temporaries[0], out_path)
-        if csv_path is not None:
-            tmp_csv = _temporary(csv_path)
-            temporaries.append(tmp_csv)
-            with open(tmp_csv, "w", newline="") as handle:
-                write_timeline(handle, timeline, classes)
+        if csv_file is not None:
+            csv_file.close()
+            csv_file = None
             os.chmod(tmp_csv, 0o644)
             os.replace(tmp_csv, csv_path)
         if progress is not None:
             progress(frames, total or frames)
-        return VideoSummary(frames=frames, faces=len(timeline), width=width, height=height, video_fps=fps,
+        return VideoSummary(frames=frames, faces=faces, width=width, height=height, video_fps=fps,
                             seconds=seconds, timeline=timeline, classes=tuple(classes), csv_path=csv_path,
-                            out_path=out_path)
+                            out_path=out_path, label_counts=label_counts)
     finally:
         capture.release()
         if writer is not None:
             writer.release()
+        if csv_file is not None:
+            csv_file.close()
         for tmp in temporaries:
             tmp.unlink(missing_ok=True)
         if own_recognizer and recognizer is not None:
