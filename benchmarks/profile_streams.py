@@ -129,7 +129,7 @@ def simulated(counts: list[int], seconds: float, batched: bool, folder: Path) ->
 
 
 def in_browser(counts: list[int], seconds: float, folder: Path, settle: float) -> list[dict]:
-    from browser_support import (FAKE_CAMERA_ARGS, StreamlitServer, app_page, chromium_browser, live_status,
+    from browser_support import (FAKE_CAMERA_ARGS, StreamlitServer, app_page, chromium_browser,
                                  portrait_frame, press_stream_button, wait_for_live, write_y4m)
 
     camera = write_y4m(folder / "portrait.y4m", portrait_frame(), frames=30)

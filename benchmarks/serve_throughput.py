@@ -15,7 +15,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from serve_support import free_port, session_processes  # noqa: E402
+from serve_support import free_port, stop_session  # noqa: E402
 
 FER2013_VAL = ROOT.parent / "shared" / "datasets" / "fer2013" / "val"
 
@@ -91,16 +90,7 @@ def start_server(replicas: int) -> tuple[subprocess.Popen, str, int]:
 def stop_server(process: subprocess.Popen, ray_dir: str) -> None:
     """SIGTERM to the server's process group, wait until its Ray processes are gone (the next setting measures
     alone), remove its session folder."""
-    pids = session_processes(ray_dir)
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
-        time.sleep(0.5)
+    stop_session(process, ray_dir, timeout=60)
     shutil.rmtree(ray_dir, ignore_errors=True)
 
 

@@ -9,7 +9,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import numpy as np
 import pytest
 
 from helpers import astronaut_bgr
-from serve_support import free_port, session_processes
+from serve_support import alive, free_port, stop_session
 
 pytest.importorskip("ray")
 
@@ -55,14 +54,6 @@ def _npy(array: np.ndarray) -> bytes:
     out = io.BytesIO()
     np.save(out, array, allow_pickle=False)
     return out.getvalue()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 class Server:
@@ -97,20 +88,7 @@ class Server:
 
     def stop(self) -> set[int]:
         """SIGTERM to the server's process group (SIGKILL if it lingers); returns its Ray processes' ids."""
-        pids = session_processes(self.ray_dir)
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        deadline = time.monotonic() + 30
-        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        for pid in pids:  # only this server's own processes, found by its session folder
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        pids = stop_session(self.process, self.ray_dir)
         self.log.close()
         return pids
 
@@ -239,7 +217,7 @@ def test_the_client_falls_back_to_the_local_model_when_the_server_dies(server, e
     assert classifier.mode == "remote" and classifier.device.startswith("Ray Serve at " + server.url)
 
     pids = server.stop()
-    assert pids and not [pid for pid in pids if _alive(pid)]
+    assert pids and not [pid for pid in pids if alive(pid)]
     with socket.socket() as probe, pytest.raises(OSError):
         probe.settimeout(2)
         probe.connect(("127.0.0.1", server.port))

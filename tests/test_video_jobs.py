@@ -1,12 +1,10 @@
 """Many videos: planning the outputs, and the `video` command on a folder with Ray workers (the Ray runs are
 subprocesses, so each starts and stops its own local Ray instance)."""
 
-import contextlib
 import csv
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +17,7 @@ import pytest
 from fer_realtime import EMOTIONS
 from fer_realtime.core.errors import FerError
 from fer_realtime.video.collection import plan_jobs
-from serve_support import free_port, session_processes
+from serve_support import free_port, stop_session
 from test_video_file import write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +48,8 @@ def test_outputs_are_named_after_each_video_and_keep_their_folders(tmp_path):
 
 
 def test_videos_that_would_share_a_name_get_a_stable_distinct_one(tmp_path):
-    first, second = touch(tmp_path / "cam1" / "s.mp4"), touch(tmp_path / "cam2" / "s.mp4")
+    first = touch(tmp_path / "cam1" / "s.mp4")
+    touch(tmp_path / "cam2" / "s.mp4")
     jobs = plan_jobs([tmp_path / "cam1", tmp_path / "cam2", first], tmp_path / "out")
     assert len(jobs) == 2  # the same file given twice is one job
     names = [j.csv_path.name for j in jobs]
@@ -169,13 +168,5 @@ def test_an_existing_ray_cluster_runs_the_videos(tmp_path):
         assert (tmp_path / "out" / "b.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
         assert len((tmp_path / "out" / "a.csv").read_text().splitlines()) > 1
     finally:
-        pids = session_processes(ray_dir)
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-        for pid in pids | session_processes(ray_dir):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        stop_session(head, ray_dir)
         shutil.rmtree(ray_dir, ignore_errors=True)
