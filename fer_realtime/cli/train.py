@@ -9,6 +9,7 @@ from ..core.errors import FerError
 from ..data.dataset import train_heldout_split
 from ..data.loader import load_dataset
 from ..inference.tta import TestTimeAugmentation
+from ..training.devices import plan_devices
 from ..training.experiments import ARCHITECTURES, ExperimentConfig
 from ..training.jobs import execute_run, prepare_run_dir, read_json
 from ..training.run_state import end_run, runs_root
@@ -27,9 +28,12 @@ def check_training_numbers(args) -> None:
 def cmd_train(args) -> int:
     check_training_numbers(args)
     if args.arch != "cnn" or args.pca is not None:
+        if args.devices != 1:
+            raise FerError("--devices applies to the cnn recipes; train other architectures and PCA models without it.")
         return _train_with_experiment(args)
     if Path(args.out).suffix != ".keras" or Path(args.out).is_dir():  # checked before hours of training
         raise FerError(f"--out {args.out} must be a file name ending in .keras.")
+    plan_devices(args.devices, args.batch_size)  # checked before the data is loaded; TensorFlow is not started
     dataset = load_dataset(args.data, cache_dir=args.cache_dir)
     train, heldout, heldout_name = train_heldout_split(dataset)
     fields = dict(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
@@ -42,7 +46,10 @@ def cmd_train(args) -> int:
     print(f"training {config.arch} on {len(train)} images from {dataset.source}; held-out: {heldout_name}; "
           f"run state in {run_dir}" + (f", handed over in {args.handover}" if args.handover else ""), flush=True)
     result = train_classifier(train, config, run_dir, verbose=2 if args.verbose else 0,
-                              handover=args.handover, resume=args.resume)
+                              handover=args.handover, resume=args.resume, devices=args.devices)
+    if result is None:  # a worker other than the chief of a multi-worker run
+        print("this worker's part of the run is done; the chief writes the model", flush=True)
+        return 0
     int8_tflite, metadata = int8_copy_reported(result.model, result.metadata, train)
     save_with_heldout_metrics(
         result.model, metadata, out, heldout, heldout_name, dataset.source,
@@ -124,7 +131,15 @@ def add_train(sub) -> None:
     p.add_argument("--arch", default="cnn", choices=["cnn", "rnn", "transfer"])
     p.add_argument("--recipe", default="v2", choices=["v1", "v2", "v3", "v4"],
                    help="cnn: the training recipe (fer_realtime.training.trainer.RECIPES); v1 made the first shipped model")
-    _add_training_options(p, epochs=40)
+    _add_training_options(p, epochs=40, batch_help=(
+        "cnn: the global batch, split evenly across all devices (it must divide by their number); the recipe's "
+        "peak learning rate, set for 64, is scaled to it (sqrt(batch / 64) for the adam recipes v1-v3, batch / 64 "
+        "for the sgd recipe v4) unless --learning-rate is given"))
+    p.add_argument("--devices", type=int, default=1, metavar="N",
+                   help="cnn: train data-parallel on N devices (tf.distribute.MirroredStrategy): the first N GPUs, or "
+                        "without GPUs the CPU split into N logical devices; 1 (default): one device, no strategy. "
+                        "When TF_CONFIG names several workers, every worker runs the same command and trains with "
+                        "MultiWorkerMirroredStrategy on N GPUs (or 1 CPU device) each; only the chief writes files")
     p.add_argument("--init-seed", type=int, default=None,
                    help="cnn: seed of the initial weights, augmentation and shuffling (default: --seed); the split "
                         "stays --seed's, so runs differing only here are ensemble members")
@@ -153,9 +168,9 @@ def add_compare(sub) -> None:
     p.set_defaults(func=cmd_compare)
 
 
-def _add_training_options(p, epochs: int) -> None:
+def _add_training_options(p, epochs: int, batch_help: str | None = None) -> None:
     p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help=batch_help)
     p.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (default: the recipe's, "
                    "1e-3 for v1-v3 and the other architectures)")
     p.add_argument("--seed", type=int, default=1234)

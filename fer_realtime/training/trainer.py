@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,6 +18,8 @@ from ..core.preprocessing import normalize
 from ..data.dataset import FaceArrays, stratified_split
 from ..evaluation.metrics import EvaluationReport, evaluate_predictions
 from ..inference.tta import candidates_for, choose
+from .devices import (TrainingStrategy, decorrelate_random_layers, replica_statistics_averager, same_on_every_worker,
+                      training_strategy)
 from .run_state import STATE_FILE, RunState, newest_state, save_state
 
 
@@ -26,7 +30,7 @@ class TrainConfig:
     arch: str = "cnn"
     epochs: int = 40
     batch_size: int = 64
-    learning_rate: float = 1e-3  # peak of the warm-up + cosine schedule
+    learning_rate: float = 1e-3  # peak of the warm-up + cosine schedule (recipe_config scales it with the batch)
     weight_decay_l2: float = 1e-4
     selection_fraction: float = 0.1  # carved from the training data, stratified, for picking the best epoch
     class_weight_power: float = 0.5  # 0: no weighting, 1: fully balanced (inverse frequency)
@@ -49,6 +53,10 @@ class TrainConfig:
 
 
 # Named recipes: the fields that differ from TrainConfig's defaults (the current recipe, "v2").
+# A recipe's learning rate is the peak for a batch of REFERENCE_BATCH images; recipe_config scales it to the batch
+# given (the global batch, whatever the number of devices) by its optimizer's rule in LEARNING_RATE_SCALING, unless
+# a learning rate is given: adam by the square root of batch / 64 (v1-v3), sgd linearly with batch / 64 (v4, as
+# in Goyal et al., "Accurate, Large Minibatch SGD", with the warm-up the schedule already has).
 RECIPES: dict[str, dict] = {
     # The first shipped model (FER2013 val 0.6152): fewer convolutions, no label smoothing, no photometric
     # augmentation or erasing, no test-time augmentation.
@@ -65,11 +73,28 @@ RECIPES: dict[str, dict] = {
 }
 
 
+REFERENCE_BATCH = 64
+LEARNING_RATE_SCALING = {"adam": "sqrt", "sgd": "linear"}
+
+
+def scaled_learning_rate(peak: float, batch_size: int, optimizer: str) -> float:
+    """`peak`, the learning rate for a batch of REFERENCE_BATCH, for a batch of `batch_size` under `optimizer`."""
+    if batch_size == REFERENCE_BATCH:
+        return peak
+    ratio = batch_size / REFERENCE_BATCH
+    return peak * (ratio if LEARNING_RATE_SCALING[optimizer] == "linear" else ratio**0.5)
+
+
 def recipe_config(recipe: str, **fields) -> TrainConfig:
-    """TrainConfig of a named recipe, with `fields` (epochs, batch_size, ...) set on top."""
+    """TrainConfig of a named recipe, with `fields` (epochs, batch_size, ...) set on top. Without a
+    `learning_rate` among them, the recipe's is scaled to the batch size (see RECIPES) and stored in the config."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
-    return TrainConfig(**{**RECIPES[recipe], **fields})
+    config = TrainConfig(**{**RECIPES[recipe], **fields})
+    if "learning_rate" in fields:
+        return config
+    rate = scaled_learning_rate(config.learning_rate, config.batch_size, config.optimizer)
+    return dataclasses.replace(config, learning_rate=rate)
 
 
 def class_weights(labels: np.ndarray, num_classes: int, power: float) -> dict[int, float]:
@@ -159,17 +184,26 @@ def train_classifier(
     verbose: int = 2,
     handover: str | os.PathLike | None = None,
     resume: bool = False,
-) -> TrainResult:
+    devices: int = 1,
+) -> TrainResult | None:
     """Train on `train` minus a stratified selection split; keep the epoch with the best selection accuracy.
 
     The run's state (run_state.py) is replaced in `run_dir` after every epoch and, when `handover` is given, also
     written there in compact form (to be committed). A state in `run_dir` of the same config is always continued;
     with `resume`, so is the handover file, whichever has more epochs done, and finding neither is an error.
+
+    With `devices` above 1, or several workers in TF_CONFIG, the network is fitted data-parallel (devices.py) on
+    whole global batches of `config.batch_size`, and the run says so. A worker other than the chief reads the
+    run's state as the chief does, writes its own to a private temporary folder, and returns None after training:
+    the chief's result is the run's.
     """
     import keras
 
+    placement = training_strategy(devices, config.batch_size)  # first: it fixes TensorFlow's devices
+    chief = placement.plan.chief
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
     handover = Path(handover) if handover else None
     config_json = json.loads(json.dumps(asdict(config)))  # tuples as lists, as read back from a file
     state_path = run_dir / STATE_FILE
@@ -186,18 +220,20 @@ def train_classifier(
     x_sel, y_sel = normalize(train.images[sel_idx], preprocessing), train.labels[sel_idx]
     num_classes = len(train.classes)
     run_seed = config.seed if config.init_seed is None else config.init_seed
+    steps_per_epoch = _steps_per_epoch(len(x_fit), config.batch_size, placement)
 
     keras.utils.set_random_seed(run_seed)
-    model = build_model(config, x_fit.shape[1:], num_classes)
-    steps = int(np.ceil(len(x_fit) / config.batch_size)) * config.epochs
-    if config.label_smoothing:
-        y_fit_target = keras.utils.to_categorical(y_fit, num_classes)
-        y_sel_target = keras.utils.to_categorical(y_sel, num_classes)
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-    else:
-        y_fit_target, y_sel_target, loss = y_fit, y_sel, "sparse_categorical_crossentropy"
-    model.compile(optimizer=_optimizer(config, steps), loss=loss, metrics=["accuracy"])
-    model.optimizer.build(model.trainable_variables)
+    with placement.scope():
+        model = build_model(config, x_fit.shape[1:], num_classes)
+        steps = steps_per_epoch * config.epochs
+        if config.label_smoothing:
+            y_fit_target = keras.utils.to_categorical(y_fit, num_classes)
+            y_sel_target = keras.utils.to_categorical(y_sel, num_classes)
+            loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        else:
+            y_fit_target, y_sel_target, loss = y_fit, y_sel, "sparse_categorical_crossentropy"
+        model.compile(optimizer=_optimizer(config, steps), loss=loss, metrics=["accuracy"])
+        model.optimizer.build(model.trainable_variables)
 
     record = {"config": config_json, "history": {}, "best_epoch": 0, "best_selection_accuracy": -1.0}
     best_variables = None
@@ -209,15 +245,31 @@ def train_classifier(
         record, best_variables, epochs_done = state.record, state.best_variables, state.epochs_done
         if verbose:
             print(f"resuming after epoch {epochs_done} of {config.epochs} from {source}", flush=True)
+    fit_callbacks, fit_options = list(callbacks), {}
+    if placement.strategy is not None:
+        decorrelate_random_layers(model, placement)
+        if not same_on_every_worker(placement, epochs_done):
+            raise FerError("The workers found different run states to continue; give each the same --handover file "
+                           "or a shared --checkpoints folder, or start the run afresh on all of them.")
+        fit_callbacks.append(replica_statistics_averager(model, placement))
+        fit_options.update(steps_per_epoch=steps_per_epoch,
+                           validation_batch_size=_validation_batch_size(len(x_sel), config.batch_size, placement))
+        print(f"training on {placement.plan.describe()}; global batch {config.batch_size}, "
+              f"{config.batch_size // placement.plan.replicas} per device, {steps_per_epoch} steps per epoch, peak "
+              f"learning rate {config.learning_rate:g}", flush=True)
 
+    # Only the chief writes the run's state; another worker writes its own where nobody reads it (removed at the
+    # end, or when the process ends if training fails).
+    private = None if chief else tempfile.TemporaryDirectory(prefix="fer-realtime-worker-")
+    write_path, write_handover = (state_path, handover) if chief else (Path(private.name) / STATE_FILE, None)
     weights = class_weights(y_fit, num_classes, config.class_weight_power)
     started = time.monotonic()
     for epoch in range(epochs_done, config.epochs):
         keras.utils.set_random_seed(run_seed * 1000 + epoch)  # shuffling: the same whether resumed or not
         epoch_started = time.monotonic()
         fitted = model.fit(x_fit, y_fit_target, batch_size=config.batch_size, initial_epoch=epoch, epochs=epoch + 1,
-                           validation_data=(x_sel, y_sel_target), class_weight=weights, callbacks=list(callbacks),
-                           verbose=0)
+                           validation_data=(x_sel, y_sel_target), class_weight=weights, callbacks=fit_callbacks,
+                           verbose=0, **fit_options)
         logs = {k: float(v[-1]) for k, v in fitted.history.items()}
         for key, value in {**logs, "seconds": time.monotonic() - epoch_started}.items():
             record["history"].setdefault(key, []).append(value)
@@ -227,13 +279,23 @@ def train_classifier(
             best_variables = [v.numpy() for v in model.variables]
         state = RunState(epoch + 1, [v.numpy() for v in model.variables],
                          [v.numpy() for v in model.optimizer.variables], best_variables, record)
-        save_state(state_path, state)
-        if handover:
-            save_state(handover, state, compact=True)
+        save_state(write_path, state)
+        if write_handover:
+            save_state(write_handover, state, compact=True)
         if verbose:
             print(_epoch_line(epoch + 1, config.epochs, logs, time.monotonic() - epoch_started, best), flush=True)
     seconds = time.monotonic() - started
-    if best_variables is not None:
+    if placement.strategy is not None:
+        print(f"{int(model.optimizer.iterations.numpy())} training steps done on {placement.plan.describe()}",
+              flush=True)
+        if not chief:
+            private.cleanup()
+            return None
+        # Everything after training works on a plain copy: nothing there needs (or waits for) the other devices.
+        trained = best_variables if best_variables is not None else [v.numpy() for v in model.variables]
+        model = build_model(config, x_fit.shape[1:], num_classes)
+        _assign(model.variables, trained, "model variables", state_path)
+    elif best_variables is not None:
         _assign(model.variables, best_variables, "model variables", state_path)
     history = record["history"]
     tta = choose(lambda views: model.predict(views, batch_size=256, verbose=0), x_sel, y_sel,
@@ -256,3 +318,25 @@ def train_classifier(
     )
     return TrainResult(model=model, metadata=metadata, history=dict(history),
                        selection_report=selection_report, seconds=seconds)
+
+
+def _steps_per_epoch(fit_images: int, batch_size: int, placement: TrainingStrategy) -> int:
+    """One device: every image every epoch, the last batch smaller. Several: whole global batches only (a smaller
+    last batch could leave a device without an image, and its batch-normalisation statistics then turn NaN and
+    spread through the gradients); Keras shuffles before batching, so the images left over differ every epoch."""
+    if placement.strategy is None:
+        return int(np.ceil(fit_images / batch_size))
+    if fit_images < batch_size:
+        raise FerError(f"The training images left after the selection split ({fit_images}) do not fill one batch of "
+                       f"{batch_size} to split across {placement.plan.replicas} devices; give a smaller --batch-size.")
+    return fit_images // batch_size
+
+
+def _validation_batch_size(selection_images: int, batch_size: int, placement: TrainingStrategy) -> int:
+    """Several devices: Keras averages the first batch of a fit or an evaluation over the devices (to build the
+    network's metrics), which fails unless it splits evenly; the selection split can be smaller than a batch."""
+    size = min(batch_size, selection_images // placement.plan.replicas * placement.plan.replicas)
+    if size == 0:
+        raise FerError(f"The selection split ({selection_images} images) has fewer images than the "
+                       f"{placement.plan.replicas} devices to train on; give more training images or fewer devices.")
+    return size
