@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from fer_realtime.evaluation.benchmark import count_found
+from fer_realtime.evaluation.clips import fer_faces
 
 ROOT = Path(__file__).resolve().parents[1]
 FER_VAL = ROOT.parent / "shared" / "datasets" / "fer2013" / "val"
@@ -44,18 +45,9 @@ def rss_mib() -> float:
 
 def load_face_crops(per_class: int = 20, seed: int = 0) -> tuple[list[np.ndarray], str]:
     """BGR face crops: FER2013 val faces when the data set is present, else variants of the astronaut's face."""
-    rng = np.random.default_rng(seed)
     if FER_VAL.is_dir():
-        crops = []
-        for folder in sorted(p for p in FER_VAL.iterdir() if p.is_dir()):
-            files = sorted(folder.glob("*.jpg"))
-            for i in rng.choice(len(files), size=min(per_class, len(files)), replace=False):
-                path = files[int(i)]
-                gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-                if gray is not None:
-                    crops.append(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
-        if crops:
-            return crops, f"{len(crops)} FER2013 val faces"
+        crops = fer_faces(FER_VAL, per_class, seed)
+        return crops, f"{len(crops)} FER2013 val faces"
     from skimage import data
 
     x, y, w, h = ASTRONAUT_FACE

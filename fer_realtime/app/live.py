@@ -152,8 +152,9 @@ class LiveSession:
     def process_newest(self, image_bgr: np.ndarray, skipped: int) -> np.ndarray:
         """The newest of the frames that queued up while the last one was processed; the `skipped` older ones are
         counted as dropped: a stream that falls behind skips frames instead of falling further behind."""
-        with self._lock:
-            self._dropped += skipped
+        if skipped:
+            with self._lock:
+                self._dropped += skipped
         return self.process(image_bgr)
 
     def process(self, image_bgr: np.ndarray) -> np.ndarray:

@@ -127,7 +127,7 @@ def run_video_jobs(
                 outcomes[index] = VideoOutcome(job.video, "failed", error=str(exc))
     todo = [i for i in range(len(jobs)) if i not in outcomes]
     if options.model:
-        options = VideoOptions(**{**options.__dict__, "model": str(Path(options.model).absolute())})
+        options = dataclasses.replace(options, model=str(Path(options.model).absolute()))
     if not todo:
         return [outcomes[i] for i in range(len(jobs))]
     _start_ray(workers, address)
