@@ -41,3 +41,18 @@ def test_named_recipes_build_the_networks_they_describe():
     assert "stage1_conv2" not in [layer.name for layer in v1.layers]
     assert v2.get_layer("stage4_conv2").filters == 256 and v3.get_layer("stage4_conv2").filters == 384
     assert v1.count_params() < v2.count_params() < v3.count_params()
+    v5 = build_model(recipe_config("v5"), (48, 48, 1), 7)
+    assert v5.count_params() == v2.count_params() and v5.get_layer("stage1_conv1").input.shape[1:3] == (40, 40)
+
+
+def test_a_centre_crop_recipe_chooses_among_its_ten_crops_too(tmp_path):
+    counts = {name: 8 for name in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")}
+    write_class_folders(tmp_path / "data" / "train", counts, seed=3)
+    write_class_folders(tmp_path / "data" / "val", {k: 2 for k in counts}, seed=4)
+    out = tmp_path / "v5.keras"
+    assert main(["train", "--data", str(tmp_path / "data"), "--recipe", "v5", "--epochs", "1", "--batch-size", "16",
+                 "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    metadata = load_model(out).metadata
+    assert list(metadata.metrics["selection_accuracy_by_tta"]) == [
+        "none", "flip", "flip + rotate +8/-8", "flip + corner crops ±4"]
+    assert metadata.training_data["config"]["crop"] == 40

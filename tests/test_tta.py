@@ -9,10 +9,15 @@ import pytest
 from fer_realtime.cli.main import main
 from fer_realtime.core.model_file import ModelMetadata, load_model, read_metadata, save_model
 from fer_realtime.inference.engine import InferenceEngine
-from fer_realtime.inference.tta import CANDIDATES, NO_TTA, PRESETS, TestTimeAugmentation, choose, rotate
+from fer_realtime.core.errors import FerError
+from fer_realtime.inference.tta import (CANDIDATES, NO_TTA, PRESETS, TestTimeAugmentation, candidates_for, choose,
+                                        crop_margin, preset_candidates, rotate, shift, ten_crops)
+from fer_realtime.training.architectures import CNNConfig, build_cnn
+from fer_realtime.training.ensemble import build_ensemble
 from helpers import fitted_tiny_model, save_tiny_model, tiny_model, write_train_val
 
 ROTATE = PRESETS["flip+rotate"]
+CROPS = ten_crops(4)
 
 
 def test_rotate_turns_counter_clockwise_about_the_centre_and_keeps_shape():
@@ -40,19 +45,68 @@ def test_expand_lays_out_views_and_combine_averages_them():
     assert NO_TTA.expand(batch) is batch and NO_TTA.combine(first, 3) is first
 
 
+def test_shifted_faces_show_a_centre_crop_network_its_corner_crops():
+    batch = np.random.default_rng(3).random((2, 48, 48, 1), dtype=np.float32)
+    centre = slice(4, 44)
+    corners = set()
+    for dy, dx in CROPS.shifts:
+        moved = shift(batch, dy, dx)
+        assert moved.shape == batch.shape
+        top, left = 4 - dy, 4 - dx
+        np.testing.assert_array_equal(moved[:, centre, centre], batch[:, top:top + 40, left:left + 40])
+        corners.add((top, left))
+    assert corners == {(0, 0), (0, 8), (8, 0), (8, 8)}
+    moved = shift(batch, 3, -2)
+    np.testing.assert_array_equal(moved[:, :3], np.repeat(moved[:, 3:4], 3, axis=1))  # the edge row repeated
+    np.testing.assert_array_equal(moved[:, 3:, :46], batch[:, :45, 2:])
+    assert shift(batch, 0, 0) is batch
+
+
+def test_ten_crops_lay_out_the_centre_and_corners_each_mirrored():
+    batch = np.random.default_rng(5).random((3, 48, 48, 1), dtype=np.float32)
+    views = CROPS.expand(batch)
+    assert CROPS.views == 10 and views.shape == (30, 48, 48, 1)
+    np.testing.assert_array_equal(views[:3], batch)
+    np.testing.assert_array_equal(views[3:6], shift(batch, 4, 4))
+    np.testing.assert_array_equal(views[18:21], shift(batch, 4, 4)[:, :, ::-1])
+    assert CROPS.name == "flip + corner crops ±4"
+    assert CROPS.describe().startswith("on: the face upright and moved (+4, +4) px, (+4, -4) px")
+    assert "10 views" in CROPS.describe()
+
+
+def test_the_crop_margin_of_a_network_decides_whether_crops_are_a_candidate():
+    whole = build_cnn(CNNConfig(augment=False))
+    cropped = build_cnn(CNNConfig(crop=40))
+    assert crop_margin(whole) == 0 and crop_margin(cropped) == 4
+    assert cropped.get_layer("stage1_conv1").input.shape[1:3] == (40, 40)
+    assert whole.count_params() == cropped.count_params()
+    assert crop_margin(build_ensemble([cropped, build_cnn(CNNConfig(crop=40))])) == 4
+    assert candidates_for(None, 4) == (*CANDIDATES, CROPS) and candidates_for(None) == CANDIDATES
+    assert candidates_for(True, 4) == (PRESETS["flip"], ROTATE, CROPS) and candidates_for(False, 4) == (NO_TTA,)
+    assert preset_candidates("auto", 4)[-1] == CROPS and preset_candidates("flip+crops", 4) == (CROPS,)
+    with pytest.raises(FerError, match="centre crop"):
+        preset_candidates("flip+crops", 0)
+    with pytest.raises(ValueError, match="crop"):
+        build_cnn(CNNConfig(crop=48))
+
+
 def test_names_and_descriptions():
     assert [c.name for c in CANDIDATES] == ["none", "flip", "flip + rotate +8/-8"]
     assert ROTATE.describe().startswith("on: the face upright and turned +8°, -8°, each with its mirror image")
     assert "6 views" in ROTATE.describe() and NO_TTA.describe().startswith("off")
 
 
-def test_the_engine_averages_all_views_in_one_call(tmp_path):
-    loaded = load_model(save_tiny_model(tmp_path / "m.keras"))
-    with_tta = dataclasses.replace(loaded, metadata=dataclasses.replace(loaded.metadata, flip_tta=True,
-                                                                        tta_rotations=(8.0, -8.0)))
+@pytest.mark.parametrize("tta", [ROTATE, CROPS], ids=["rotations", "ten crops"])
+def test_the_engine_averages_all_views_in_one_call(tmp_path, tta):
+    if tta.shifts:
+        path = save_model(build_cnn(CNNConfig(crop=40)), ModelMetadata(), tmp_path / "m.keras")
+    else:
+        path = save_tiny_model(tmp_path / "m.keras")
+    loaded = load_model(path)
+    with_tta = dataclasses.replace(loaded, metadata=dataclasses.replace(loaded.metadata, **tta.metadata_fields()))
     plain = InferenceEngine(loaded, runtime="tensorflow")
     batch = np.random.default_rng(4).random((3, 48, 48, 1), dtype=np.float32)
-    expected = np.mean([plain.predict(v) for v in np.split(ROTATE.expand(batch), 6)], axis=0)
+    expected = np.mean([plain.predict(v) for v in np.split(tta.expand(batch), tta.views)], axis=0)
     for runtime in ("auto", "tensorflow"):
         engine = InferenceEngine(with_tta, runtime=runtime)
         calls = []
@@ -60,7 +114,7 @@ def test_the_engine_averages_all_views_in_one_call(tmp_path):
         engine._forward = lambda x: calls.append(len(x)) or forward(x)
         np.testing.assert_allclose(engine.predict(batch), expected, atol=1e-5)
         if runtime == "tensorflow":
-            assert calls == [18]  # one batched call for every view of every face
+            assert calls == [3 * tta.views]  # one batched call for every view of every face
 
 
 def test_choose_takes_the_most_accurate_candidate_and_the_cheaper_on_a_tie():
@@ -93,6 +147,11 @@ def test_metadata_keeps_rotations_and_refuses_wild_ones(tmp_path):
     assert load_model(path).metadata.tta_rotations == (8.0, -8.0)
     data = json.loads(ModelMetadata(tta_rotations=(90.0,)).to_json())
     with pytest.raises(Exception, match="beyond"):
+        ModelMetadata.from_dict(data)
+    path = save_model(tiny_model(), ModelMetadata(**CROPS.metadata_fields()), tmp_path / "crops.keras")
+    assert TestTimeAugmentation.of(read_metadata(path)) == CROPS
+    data = json.loads(ModelMetadata(tta_shifts=((4, 13),)).to_json())
+    with pytest.raises(Exception, match="beyond ±12 pixels"):
         ModelMetadata.from_dict(data)
 
 

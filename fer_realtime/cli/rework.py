@@ -11,7 +11,7 @@ from ..core.preprocessing import model_input
 from ..data.dataset import train_heldout_split
 from ..data.loader import load_dataset
 from ..evaluation.metrics import evaluate_predictions
-from ..inference.tta import PRESETS, TestTimeAugmentation, choose, preset_candidates
+from ..inference.tta import CROPS, PRESETS, TestTimeAugmentation, choose, crop_margin, preset_candidates
 from ..training.ensemble import build_ensemble, check_members, ensemble_metadata, selection_scores
 from ..training.trainer import model_selection_split
 from ..training.weight_averaging import AveragingConfig, average_trained_model
@@ -86,7 +86,8 @@ def cmd_ensemble(args) -> int:
         raise FerError(f"The dataset's classes {list(train.classes)} differ from the models' "
                        f"{list(members[0].metadata.classes)}.")
     ensemble = build_ensemble([m.model for m in members])
-    scores = selection_scores(members, ensemble, train, seed, fraction, preset_candidates(args.tta))
+    scores = selection_scores(members, ensemble, train, seed, fraction,
+                              preset_candidates(args.tta, crop_margin(ensemble)))
     print(f"selection split (seed {seed}, {fraction:.0%} of {dataset.source} train):")
     for name, member in scores.members.items():
         print(f"  {name:<28} {member['plain']:.4f}  with flip {member['flip']:.4f}")
@@ -118,7 +119,7 @@ def cmd_tta(args) -> int:
     _, selection = model_selection_split(loaded.metadata, train, "given a test-time augmentation")
     x = model_input(train.images[selection], loaded.metadata)
     choice = choose(lambda views: loaded.model.predict(views, batch_size=256, verbose=0), x, train.labels[selection],
-                    preset_candidates(args.tta))
+                    preset_candidates(args.tta, crop_margin(loaded.model)))
     for name, accuracy in choice.accuracy.items():
         print(f"selection split, tta {name:<24} {accuracy:.4f}")
     print(f"chosen: {choice.chosen.name}", flush=True)
@@ -126,8 +127,7 @@ def cmd_tta(args) -> int:
     superseded = ("selection_accuracy_without_flip", "selection_accuracy_with_flip")  # before selection_accuracy_by_tta
     selection_metrics = {**{k: v for k, v in without_heldout(loaded.metadata.metrics).items() if k not in superseded},
                          "selection_accuracy": report.accuracy, "selection_accuracy_by_tta": choice.accuracy}
-    metadata = dataclasses.replace(loaded.metadata, flip_tta=choice.chosen.flip,
-                                   tta_rotations=choice.chosen.rotations, metrics=selection_metrics)
+    metadata = dataclasses.replace(loaded.metadata, **choice.chosen.metadata_fields(), metrics=selection_metrics)
     int8_tflite = None
     if loaded.metadata.int8:
         int8_tflite, metadata = int8_copy_reported(loaded.model, metadata, train)
@@ -195,6 +195,7 @@ def _add_rework_arguments(p, data_help: str) -> None:
 
 
 def _add_tta_option(p) -> None:
-    p.add_argument("--tta", default="auto", choices=["auto", *PRESETS],
+    p.add_argument("--tta", default="auto", choices=["auto", *PRESETS, CROPS],
                    help="test-time augmentation: flip averages each face with its mirror image, flip+rotate also"
-                        " with the face turned by ±8°; auto: whichever scores highest on the selection split")
+                        " with the face turned by ±8°, flip+crops (a network that sees the centre crop of the face) with"
+                        " its four corner crops; auto: whichever scores highest on the selection split")

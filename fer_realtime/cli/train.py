@@ -10,11 +10,15 @@ from ..data.dataset import train_heldout_split
 from ..data.loader import load_dataset
 from ..inference.tta import TestTimeAugmentation
 from ..training.devices import plan_devices
+from ..training.distillation import Teacher
 from ..training.experiments import ARCHITECTURES, ExperimentConfig
 from ..training.jobs import execute_run, prepare_run_dir, read_json
 from ..training.run_state import end_run, runs_root
-from ..training.trainer import recipe_config, train_classifier
+from ..training.trainer import RECIPES, recipe_config, train_classifier
 from .saving import int8_copy_reported, save_with_heldout_metrics
+
+
+DEFAULT_DISTILL_WEIGHT = 0.5
 
 
 def check_training_numbers(args) -> None:
@@ -33,6 +37,10 @@ def cmd_train(args) -> int:
         return _train_with_experiment(args)
     if Path(args.out).suffix != ".keras" or Path(args.out).is_dir():  # checked before hours of training
         raise FerError(f"--out {args.out} must be a file name ending in .keras.")
+    if args.distill_weight is not None and not args.teacher:
+        raise FerError("--distill-weight needs --teacher, the model whose probabilities the network learns from.")
+    if args.distill_weight is not None and not 0 < args.distill_weight <= 1:
+        raise FerError(f"--distill-weight must be in (0, 1], got {args.distill_weight}.")
     plan_devices(args.devices, args.batch_size)  # checked before the data is loaded; TensorFlow is not started
     dataset = load_dataset(args.data, cache_dir=args.cache_dir)
     train, heldout, heldout_name = train_heldout_split(dataset)
@@ -40,13 +48,17 @@ def cmd_train(args) -> int:
                   augment=not args.no_augment, init_seed=args.init_seed)
     if args.learning_rate is not None:
         fields["learning_rate"] = args.learning_rate
+    teacher = Teacher.load(args.teacher) if args.teacher else None
+    if teacher:
+        fields.update(teacher=teacher.digest,
+                      distill_weight=DEFAULT_DISTILL_WEIGHT if args.distill_weight is None else args.distill_weight)
     config = recipe_config(args.recipe, **fields)
     out = Path(args.out)
     run_dir = Path(args.checkpoints) if args.checkpoints else runs_root() / out.stem
     print(f"training {config.arch} on {len(train)} images from {dataset.source}; held-out: {heldout_name}; "
           f"run state in {run_dir}" + (f", handed over in {args.handover}" if args.handover else ""), flush=True)
     result = train_classifier(train, config, run_dir, verbose=2 if args.verbose else 0,
-                              handover=args.handover, resume=args.resume, devices=args.devices)
+                              handover=args.handover, resume=args.resume, devices=args.devices, teacher=teacher)
     if result is None:  # a worker other than the chief of a multi-worker run
         print("this worker's part of the run is done; the chief writes the model", flush=True)
         return 0
@@ -129,11 +141,11 @@ def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model on a dataset of class folders")
     p.add_argument("--data", required=True, help="folder of class folders, or a root with train/ and val/")
     p.add_argument("--arch", default="cnn", choices=["cnn", "rnn", "transfer"])
-    p.add_argument("--recipe", default="v2", choices=["v1", "v2", "v3", "v4"],
+    p.add_argument("--recipe", default="v2", choices=list(RECIPES),
                    help="cnn: the training recipe (fer_realtime.training.trainer.RECIPES); v1 made the first shipped model")
     _add_training_options(p, epochs=40, batch_help=(
         "cnn: the global batch, split evenly across all devices (it must divide by their number); the recipe's "
-        "peak learning rate, set for 64, is scaled to it (sqrt(batch / 64) for the adam recipes v1-v3, batch / 64 "
+        "peak learning rate, set for 64, is scaled to it (sqrt(batch / 64) for the adam recipes, batch / 64 "
         "for the sgd recipe v4) unless --learning-rate is given"))
     p.add_argument("--devices", type=int, default=1, metavar="N",
                    help="cnn: train data-parallel on N devices (tf.distribute.MirroredStrategy): the first N GPUs, or "
@@ -143,6 +155,12 @@ def add_train(sub) -> None:
     p.add_argument("--init-seed", type=int, default=None,
                    help="cnn: seed of the initial weights, augmentation and shuffling (default: --seed); the split "
                         "stays --seed's, so runs differing only here are ensemble members")
+    p.add_argument("--teacher", default=None, metavar="MODEL",
+                   help="cnn: distillation; a model file trained on the same selection split (an ensemble, say) whose "
+                        "probabilities for each training face are mixed into its target (see --distill-weight)")
+    p.add_argument("--distill-weight", type=float, default=None, metavar="W",
+                   help=f"with --teacher: each target is W x the teacher's probabilities + (1 - W) x the label "
+                        f"(default {DEFAULT_DISTILL_WEIGHT})")
     p.add_argument("--out", default="models/model.keras")
     p.add_argument("--checkpoints", default=None, metavar="RUN_DIR",
                    help="cnn: folder of the run's state, replaced every epoch (default: $FER_REALTIME_RUNS/OUT-NAME, "

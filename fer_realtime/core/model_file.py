@@ -56,6 +56,7 @@ class ModelMetadata:
     architecture: str = "cnn"
     flip_tta: bool = False  # the engine averages the predictions for each face and its mirror image
     tta_rotations: tuple[float, ...] = ()  # ...and for the face turned by these angles (degrees); see inference/tta.py
+    tta_shifts: tuple[tuple[int, int], ...] = ()  # ...and for the face moved by these (dy, dx) pixels
     temperature: float = 1.0  # the averaged probabilities p become p^(1/T), renormalised (inference/calibration.py)
     # The int8 TFLite copy stored in the file (INT8_ENTRY): weights digest, calibration, scores.
     int8: dict[str, Any] = field(default_factory=dict)
@@ -86,6 +87,7 @@ class ModelMetadata:
                 architecture=str(data.get("architecture", "")),
                 flip_tta=bool(data.get("flip_tta", False)),
                 tta_rotations=_rotations(data.get("tta_rotations", ())),
+                tta_shifts=_shifts(data.get("tta_shifts", ()), (height, width)),
                 temperature=_temperature(data.get("temperature", 1.0)),
                 int8=dict(data.get("int8") or {}),
                 training_data=dict(data.get("training_data", {})),
@@ -112,6 +114,14 @@ def _rotations(values) -> tuple[float, ...]:
     if any(not abs(a) <= MAX_ROTATION for a in rotations):
         raise ValueError(f"test-time rotations {list(rotations)} beyond ±{MAX_ROTATION:g} degrees")
     return rotations
+
+
+def _shifts(values, input_size: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+    shifts = tuple((int(dy), int(dx)) for dy, dx in values)
+    limit = min(input_size) // 4
+    if any(abs(dy) > limit or abs(dx) > limit for dy, dx in shifts):
+        raise ValueError(f"test-time shifts {[list(s) for s in shifts]} beyond ±{limit} pixels")
+    return shifts
 
 
 @dataclass

@@ -26,6 +26,7 @@ class CNNConfig:
     augment: bool = True
     photometric: float = 0.0  # random brightness and contrast factor (0: off); inputs are in [0, 1]
     erasing: float = 0.0  # probability of erasing a random rectangle of 2-20 % of the face (0: off)
+    crop: int = 0  # 0: the stages see the whole face; else the side of the centre crop they see (after augmentation)
 
 
 def augmentation_block(name: str = "augment", photometric: float = 0.0, erasing: float = 0.0) -> keras.Sequential:
@@ -56,6 +57,11 @@ def build_cnn(config: CNNConfig = CNNConfig()) -> keras.Model:
     regularizer = keras.regularizers.L2(config.l2) if config.l2 else None
     inputs = keras.Input(shape=config.input_shape, name="face")
     x = augmentation_block(photometric=config.photometric, erasing=config.erasing)(inputs) if config.augment else inputs
+    if config.crop:
+        if not 8 <= config.crop < min(config.input_shape[:2]):
+            raise ValueError(f"crop must be at least 8 and below the input size, got {config.crop}")
+        # After the random shifts of training this is a random crop; at inference the centre one.
+        x = layers.CenterCrop(config.crop, config.crop, name="crop")(x)
     for stage, (filters, convs) in enumerate(zip(config.stage_filters, config.convs_per_stage), start=1):
         for i in range(convs):
             x = layers.Conv2D(

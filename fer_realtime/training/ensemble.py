@@ -97,8 +97,7 @@ def ensemble_metadata(members: Sequence[LoadedModel], scores: SelectionScores) -
         input_size=first.input_size,
         preprocessing=first.preprocessing,
         architecture=f"ensemble of {len(members)} ({', '.join(m.metadata.architecture or '?' for m in members)})",
-        flip_tta=tta.flip,
-        tta_rotations=tta.rotations,
+        **tta.metadata_fields(),
         training_data={
             "config": first.training_data.get("config", {}),  # the shared selection split (seed, fraction)
             **{key: first.training_data[key] for key in ("n_fit", "n_selection", "class_counts")

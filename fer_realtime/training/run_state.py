@@ -7,7 +7,8 @@ to a file inside the repository, which is committed. Whichever of the two has mo
 
 A state holds: the model's variables (weights, batch-normalisation statistics and the augmentation layers' seed
 states), the optimizer's variables (its step count, so the learning-rate schedule position, and its slots), the
-best epoch's weights so far, and a JSON record (config, epochs done, history, best epoch). The shuffling of each
+best epoch's weights so far, a JSON record (config, epochs done, history, best epoch) and any arrays the run
+computed once and must keep (a distillation teacher's targets). The shuffling of each
 epoch is seeded from the run's seed and the epoch number, so a resumed run draws what the uninterrupted one would.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ class RunState:
     optimizer_variables: list[np.ndarray]
     best_variables: list[np.ndarray] | None  # the model's variables at the best epoch so far
     record: dict  # config, history, best epoch and its selection accuracy
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. a teacher's targets (distillation.py)
 
 
 def _compact(array: np.ndarray) -> np.ndarray:
@@ -57,6 +59,8 @@ def save_state(path: str | os.PathLike, state: RunState, compact: bool = False) 
         arrays[f"{prefix}_count"] = np.array(len(group), dtype=np.int64)
         for i, value in enumerate(group):
             arrays[f"{prefix}{i}"] = shrink(np.asarray(value))
+    for name, value in state.extras.items():
+        arrays[f"x_{name}"] = shrink(np.asarray(value))
     buffer = io.BytesIO()
     (np.savez_compressed if compact else np.savez)(buffer, **arrays)
     write_bytes_atomic(Path(path), buffer.getvalue())
@@ -72,12 +76,17 @@ def load_state(path: str | os.PathLike) -> RunState:
             groups = {}
             for prefix in ("m", "o", "b"):
                 groups[prefix] = [saved[f"{prefix}{i}"] for i in range(int(saved[f"{prefix}_count"]))]
-                groups[prefix] = [a.astype(np.float32) if a.dtype == np.float16 else a for a in groups[prefix]]
+                groups[prefix] = [_expanded(a) for a in groups[prefix]]
             return RunState(epochs_done=int(saved["epochs_done"]), model_variables=groups["m"],
                             optimizer_variables=groups["o"], best_variables=groups["b"] or None,
-                            record=json.loads(str(saved["record"])))
+                            record=json.loads(str(saved["record"])),
+                            extras={name[2:]: _expanded(saved[name]) for name in saved.files if name.startswith("x_")})
     except (OSError, ValueError, KeyError) as exc:
         raise FerError(f"{path} is not a readable fer-realtime run state ({exc}).") from None
+
+
+def _expanded(array: np.ndarray) -> np.ndarray:
+    return array.astype(np.float32) if array.dtype == np.float16 else array
 
 
 def newest_state(*paths: Path | None) -> tuple[RunState, Path] | None:

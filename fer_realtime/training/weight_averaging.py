@@ -22,7 +22,7 @@ from ..core.model_file import LoadedModel
 from ..core.preprocessing import normalize
 from ..data.dataset import FaceArrays
 from ..evaluation.metrics import evaluate_predictions
-from ..inference.tta import candidates_for, choose
+from ..inference.tta import candidates_for, choose, crop_margin
 from .quantization import weights_digest
 from .trainer import TrainResult, class_weights, model_selection_split
 
@@ -163,12 +163,12 @@ def average_trained_model(
     seconds = time.monotonic() - started
 
     flip = recipe.get("flip_tta")
-    tta = choose(lambda views: model.predict(views, batch_size=256, verbose=0), x_sel, y_sel, candidates_for(flip))
+    tta = choose(lambda views: model.predict(views, batch_size=256, verbose=0), x_sel, y_sel,
+                 candidates_for(flip, crop_margin(model)))
     selection_report = evaluate_predictions(y_sel, tta.probabilities.argmax(axis=1), train.classes)
     averaged = replace(
         metadata,
-        flip_tta=tta.chosen.flip,
-        tta_rotations=tta.chosen.rotations,
+        **tta.chosen.metadata_fields(),
         int8={},
         training_data={**metadata.training_data, "weight_averaging": asdict(config),
                        "averaged_from": {"command": metadata.command, "selection_accuracy":
