@@ -1,6 +1,7 @@
 """compare-models: two models on the same faces, McNemar's exact test, and the command's refusals."""
 
 import json
+import shutil
 from math import comb
 
 import numpy as np
@@ -82,3 +83,20 @@ def test_compare_models_refuses_models_of_different_splits_or_classes(two_traine
     assert main(["compare-models", str(models["a"]), str(five_classes), "--data", str(data),
                  "--cache-dir", str(cache)]) != 0
     assert "differ in their classes" in capsys.readouterr().err
+
+
+def test_compare_models_on_every_face_of_another_dataset(two_trained_models, tmp_path, capsys):
+    """--split all: a cross-dataset check such as CK+48, whose folders need not match the models' classes."""
+    data, models, cache = two_trained_models
+    other = tmp_path / "other"
+    shutil.copytree(data / "val", other)
+    shutil.rmtree(other / "neutral")
+    (other / "contempt").mkdir()
+    shutil.copy(next((other / "happy").iterdir()), other / "contempt" / "extra.png")
+    n_faces = sum(1 for folder in other.iterdir() if folder.name != "contempt" for _ in folder.iterdir())
+    capsys.readouterr()
+    assert main(["compare-models", str(models["a"]), str(models["b"]), "--data", str(other), "--split", "all",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == n_faces and "skipped: contempt" in report["faces"]
+    assert report["only_a_right"] + report["only_b_right"] <= n_faces

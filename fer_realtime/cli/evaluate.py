@@ -40,14 +40,19 @@ def cmd_evaluate(args) -> int:
 
 
 def _faces_to_compare_on(args, loaded_models):
-    """(faces, labels, description) for compare-models: the dataset's held-out part, or the selection split that
-    both models recorded (FerError if they recorded different ones)."""
+    """(faces, labels, description) for compare-models: the dataset's held-out part, the selection split that
+    both models recorded (FerError if they recorded different ones), or every face of another dataset's class
+    folders, read as `evaluate` reads them."""
     first = loaded_models[0].metadata
     for other in loaded_models[1:]:
         if tuple(other.metadata.classes) != tuple(first.classes) or other.metadata.input_size != first.input_size:
             raise FerError("The two models differ in their classes or input size, so they cannot be compared face "
                            "by face.")
     height, width = first.input_size
+    if args.split == "all":
+        data = load_class_folders(args.data, size=(width, height), classes=first.classes)
+        skipped = f"; skipped: {', '.join(data.skipped_folders)}" if data.skipped_folders else ""
+        return data.images, data.labels, f"faces of {args.data}, n={len(data.labels)}{skipped}"
     dataset = load_dataset(args.data, size=(height, width), cache_dir=args.cache_dir)
     train, heldout, heldout_name = train_heldout_split(dataset)
     if tuple(train.classes) != tuple(first.classes):
@@ -89,8 +94,10 @@ def add_compare_models(sub) -> None:
     p.add_argument("model_a", metavar="MODEL_A", help="a fer-realtime .keras file")
     p.add_argument("model_b", metavar="MODEL_B", help="a fer-realtime .keras file")
     p.add_argument("--data", required=True, help="a dataset of the models' classes")
-    p.add_argument("--split", default="heldout", choices=["heldout", "selection"],
-                   help="the dataset's held-out part, or the selection split of train that both models recorded")
+    p.add_argument("--split", default="heldout", choices=["heldout", "selection", "all"],
+                   help="the dataset's held-out part, the selection split of train that both models recorded, or "
+                        "all: every face in DATA's class folders, as evaluate reads them (another dataset such as "
+                        "CK+48; folders of classes the models lack are skipped)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "fer-realtime"))
     p.set_defaults(func=cmd_compare_models)
