@@ -112,3 +112,19 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
         for name, content in members.items():
             archive.writestr(name, content)
     return buffer.getvalue()
+
+
+class Interrupted(Exception):
+    """Raised by interrupt_before_epoch: a training run cut off as if its machine went away."""
+
+
+def interrupt_before_epoch(n: int):
+    """A Keras callback that interrupts training when epoch `n` (0-based) begins."""
+    import keras
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == n:
+                raise Interrupted()
+
+    return Interrupt()

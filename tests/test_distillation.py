@@ -11,24 +11,9 @@ from fer_realtime.data.loader import load_dataset
 from fer_realtime.training.distillation import TARGETS, Teacher, distillation_targets
 from fer_realtime.training.run_state import load_state
 from fer_realtime.training.trainer import recipe_config, train_classifier
-from helpers import write_train_val
+from helpers import Interrupted, interrupt_before_epoch, write_train_val
 
 TINY = dict(epochs=2, batch_size=16, stage_filters=(8, 16), convs_per_stage=(1, 1))
-
-
-class _Interrupt(Exception):
-    pass
-
-
-def _interrupt_before_epoch(n: int):
-    import keras
-
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == n:
-                raise _Interrupt()
-
-    return Interrupt()
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +45,9 @@ def test_targets_mix_the_teachers_probabilities_with_the_labels():
 def test_a_student_keeps_its_teachers_reading_and_continues_without_the_teacher(train, teacher_file, tmp_path):
     teacher = Teacher.load(teacher_file)
     config = recipe_config("v2", **TINY, teacher=teacher.digest, distill_weight=0.5)
-    with pytest.raises(_Interrupt):
+    with pytest.raises(Interrupted):
         train_classifier(train, config, tmp_path / "cut", verbose=0, teacher=teacher,
-                         callbacks=[_interrupt_before_epoch(1)], handover=tmp_path / "handover.npz")
+                         callbacks=[interrupt_before_epoch(1)], handover=tmp_path / "handover.npz")
     fit, _ = stratified_split(train.labels, config.selection_fraction, config.seed)
     expected = teacher.probabilities(train.images[fit])
     kept = load_state(tmp_path / "handover.npz").extras[TARGETS]

@@ -1,4 +1,7 @@
+import json
+
 import numpy as np
+import pytest
 
 from fer_realtime.core.model_file import ModelMetadata, Preprocessing
 from fer_realtime.core.preprocessing import normalize
@@ -33,3 +36,18 @@ def test_normalize_follows_metadata():
     out = normalize(faces, Preprocessing(scale=1 / 127.5, offset=-1.0))
     assert out.shape == (1, 4, 4, 1)
     assert np.allclose(out, 200 / 127.5 - 1.0)
+
+
+def test_each_detector_can_have_its_own_crop_margin():
+    prep = Preprocessing(crop_margin=0.1, detector_margins=[["haar", 0.0]])
+    assert prep.detector_margins == (("haar", 0.0),)
+    assert prep.margin_for("haar") == 0.0 and prep.margin_for("mediapipe") == 0.1 and prep.margin_for(None) == 0.1
+    with pytest.raises(ValueError, match="crop margins"):
+        Preprocessing(detector_margins=(("haar", 0.9),))
+    meta = ModelMetadata(preprocessing=prep)
+    assert ModelMetadata.from_dict(json.loads(meta.to_json())).preprocessing == prep
+    frame = np.zeros((200, 200, 3), dtype=np.uint8)
+    frame[50:150, 50:150] = 255  # a white square on black: its box, cut with a margin, shows black edges
+    tight = crop_faces(frame, [(50, 50, 100, 100)], meta, detector="haar")
+    loose = crop_faces(frame, [(50, 50, 100, 100)], meta, detector="mediapipe")
+    assert tight.min() == 1.0 and loose.min() == 0.0

@@ -8,7 +8,7 @@ from fer_realtime.core.errors import FerError
 from fer_realtime.data.loader import load_dataset
 from fer_realtime.training.run_state import STATE_FILE, RunState, load_state, newest_state, runs_root, save_state
 from fer_realtime.training.trainer import recipe_config, train_classifier
-from helpers import write_train_val
+from helpers import Interrupted, interrupt_before_epoch, write_train_val
 
 TINY = dict(epochs=3, batch_size=16, stage_filters=(8, 16), convs_per_stage=(1, 1))
 
@@ -51,21 +51,6 @@ def test_newest_state_and_unreadable_files(tmp_path):
         load_state(tmp_path / "other.npz")
 
 
-class _Interrupt(Exception):
-    pass
-
-
-def _interrupt_before_epoch(n: int):
-    import keras
-
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == n:
-                raise _Interrupt()
-
-    return Interrupt()
-
-
 @pytest.fixture(scope="module")
 def tiny_train(tmp_path_factory):
     root = write_train_val(tmp_path_factory.mktemp("data"), train_per_class=12)
@@ -75,8 +60,8 @@ def tiny_train(tmp_path_factory):
 def test_an_interrupted_run_continues_from_its_folder_or_its_handover_file(tmp_path, tiny_train):
     config = recipe_config("v4", **TINY)
     whole = train_classifier(tiny_train, config, tmp_path / "whole", verbose=0)
-    with pytest.raises(_Interrupt):
-        train_classifier(tiny_train, config, tmp_path / "cut", verbose=0, callbacks=[_interrupt_before_epoch(2)],
+    with pytest.raises(Interrupted):
+        train_classifier(tiny_train, config, tmp_path / "cut", verbose=0, callbacks=[interrupt_before_epoch(2)],
                          handover=tmp_path / "handover.npz")
     assert load_state(tmp_path / "cut" / STATE_FILE).epochs_done == 2
     assert load_state(tmp_path / "handover.npz").record["compact"] is True
@@ -93,9 +78,9 @@ def test_an_interrupted_run_continues_from_its_folder_or_its_handover_file(tmp_p
 
 
 def test_a_run_folder_of_another_config_is_refused(tmp_path, tiny_train):
-    with pytest.raises(_Interrupt):
+    with pytest.raises(Interrupted):
         train_classifier(tiny_train, recipe_config("v4", **TINY), tmp_path / "run", verbose=0,
-                         callbacks=[_interrupt_before_epoch(1)])
+                         callbacks=[interrupt_before_epoch(1)])
     with pytest.raises(FerError, match="different training config"):
         train_classifier(tiny_train, recipe_config("v4", **{**TINY, "batch_size": 8}), tmp_path / "run", verbose=0)
     with pytest.raises(FerError, match="Nothing to resume"):

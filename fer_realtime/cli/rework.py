@@ -1,16 +1,21 @@
-"""Commands that rework a trained model: quantize, calibrate, average, ensemble, tta."""
+"""Commands that rework a trained model: quantize, calibrate, average, ensemble, tta, framing."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+
 from ..core.errors import FerError
 from ..core.model_file import load_model
 from ..core.preprocessing import model_input
 from ..data.dataset import train_heldout_split
 from ..data.loader import load_dataset
+from ..evaluation.framing import DEFAULT_FACE_SIZES, DEFAULT_MARGINS, best_margins, checked_margins, framing_scores
 from ..evaluation.metrics import evaluate_predictions
+from ..faces.detector import DETECTOR_NAMES
+from ..inference.engine import InferenceEngine
 from ..inference.tta import CROPS, PRESETS, TestTimeAugmentation, choose, crop_margin, preset_candidates
 from ..training.ensemble import build_ensemble, check_members, ensemble_metadata, selection_scores
 from ..training.trainer import model_selection_split
@@ -141,6 +146,56 @@ def cmd_tta(args) -> int:
     return 0
 
 
+def cmd_framing(args) -> int:
+    """Choose, for each detector, the crop margin with which the model reads the faces it finds best, on the model's
+    selection split (evaluation/framing.py); the held-out figures (pre-cut faces, unchanged by the margins) are
+    measured again."""
+    margins = checked_margins(_numbers(args.margins, "--margins"))
+    detectors = [name.strip() for name in args.detectors.split(",") if name.strip()]
+    if not detectors or any(name not in DETECTOR_NAMES for name in detectors):
+        raise FerError(f"--detectors must name some of {', '.join(DETECTOR_NAMES)}, got {args.detectors!r}.")
+    face_sizes = sorted(set(int(size) for size in _numbers(args.face_sizes, "--face-sizes")))
+    if not face_sizes or any(not 24 <= size <= 400 for size in face_sizes):
+        raise FerError(f"--face-sizes must be between 24 and 400 pixels, got {args.face_sizes!r}.")
+    out, loaded, dataset, train, heldout, heldout_name = _model_and_its_data(args)
+    _, selection = model_selection_split(loaded.metadata, train, "framed")
+    if args.limit:
+        selection = np.sort(np.random.default_rng(args.seed).permutation(selection)[: args.limit])
+    engine = InferenceEngine(dataclasses.replace(loaded, metadata=dataclasses.replace(loaded.metadata, temperature=1.0)))
+    scores = []
+    for detector in detectors:
+        for face_size in face_sizes:
+            score = framing_scores(engine, train.images[selection], train.labels[selection], detector, margins,
+                                   face_size, args.seed)
+            scores.append(score)
+            print(f"{detector}, {face_size} px faces: found {score.found}/{score.n}; read directly {score.direct:.4f};"
+                  " by crop margin " + ", ".join(f"{m:g} {a:.4f}" for m, a in score.by_margin.items()), flush=True)
+    overall, per_detector = best_margins(scores)
+    before = loaded.metadata.preprocessing
+    for name, margin in per_detector.items():
+        print(f"chosen crop margin for {name}: {margin:g} (was {before.margin_for(name):g})", flush=True)
+    print(f"chosen crop margin for other detectors: {overall:g} (was {before.crop_margin:g})", flush=True)
+    framing = {"crop_margin": overall, "detector_margins": per_detector, "scores": [s.to_dict() for s in scores]}
+    kept = {name: margin for name, margin in before.detector_margins if name not in per_detector}
+    preprocessing = dataclasses.replace(before, crop_margin=overall,
+                                        detector_margins=tuple(sorted({**kept, **per_detector}.items())))
+    metadata = dataclasses.replace(loaded.metadata, preprocessing=preprocessing,
+                                   metrics={**without_heldout(loaded.metadata.metrics), "framing": framing})
+    save_with_heldout_metrics(
+        loaded.model, metadata, out, heldout, heldout_name, dataset.source,
+        {**kept_metrics(Path(args.model)), "framing": framing, "framing_command": args.command_line},
+        command=loaded.metadata.command or args.command_line, train=train, int8_tflite=loaded.int8_tflite,
+    )
+    return 0
+
+
+def _numbers(text: str, option: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise FerError(f"{option} must be comma-separated numbers, got {text!r}.") from None
+
+
 def add_quantize(sub) -> None:
     """The `quantize` command."""
     p = sub.add_parser("quantize", help="store an int8 copy of a trained model in its file (about 4x faster on CPUs)")
@@ -184,6 +239,21 @@ def add_tta(sub) -> None:
     _add_rework_arguments(p, data_help="the dataset it was trained on: its selection split decides")
     _add_tta_option(p)
     p.set_defaults(func=cmd_tta)
+
+
+def add_framing(sub) -> None:
+    """The `framing` command."""
+    p = sub.add_parser("framing", help="choose each detector's crop margin around its faces on the selection split")
+    _add_rework_arguments(p, data_help="the dataset it was trained on: its selection faces are put in camera "
+                                       "frames, found by the detectors and cut at each margin")
+    p.add_argument("--detectors", default=",".join(DETECTOR_NAMES), help="comma-separated: haar, mediapipe")
+    p.add_argument("--margins", default=",".join(f"{m:g}" for m in DEFAULT_MARGINS),
+                   help="comma-separated crop margins to try (fractions of the box on every side)")
+    p.add_argument("--face-sizes", default=",".join(str(size) for size in DEFAULT_FACE_SIZES),
+                   help="comma-separated face widths in pixels, in 640x480 frames (default: small and near faces)")
+    p.add_argument("--limit", type=int, default=0, help="at most this many selection faces (0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_framing)
 
 
 def _add_rework_arguments(p, data_help: str) -> None:

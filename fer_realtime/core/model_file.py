@@ -37,15 +37,32 @@ def default_model_path() -> Path:
     return Path(os.environ.get("FER_REALTIME_MODEL") or SHIPPED_MODEL_PATH)
 
 
+MAX_CROP_MARGIN = 0.5
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How a detected face becomes model input: crop with margin, grayscale, resize, x * scale + offset."""
 
     color: str = "grayscale"
     crop_margin: float = 0.1  # fraction of the box's width/height added on every side before cropping
+    # Where a detector's boxes want another margin: (detector name, margin) pairs, chosen by `framing`. FER2013's
+    # faces were cut at about the box of OpenCV's frontal face detector (haar), so its boxes want none; BlazeFace's
+    # are tighter and want some.
+    detector_margins: tuple[tuple[str, float], ...] = ()
     interpolation: str = "area"
     scale: float = 1.0 / 255.0
     offset: float = 0.0
+
+    def __post_init__(self):
+        margins = tuple((str(name), float(margin)) for name, margin in self.detector_margins)
+        if any(not 0.0 <= margin <= MAX_CROP_MARGIN for _, margin in (("", self.crop_margin), *margins)):
+            raise ValueError(f"crop margins beyond [0, {MAX_CROP_MARGIN}]")
+        object.__setattr__(self, "detector_margins", margins)
+
+    def margin_for(self, detector: str | None = None) -> float:
+        """The crop margin for boxes of the named detector (its own, else `crop_margin`)."""
+        return dict(self.detector_margins).get(detector, self.crop_margin)
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,11 @@ MAX_UPRIGHT_TURN = 45.0
 
 
 def crop_faces(frame_bgr: np.ndarray, boxes: Sequence[Box], metadata: ModelMetadata,
-               angles: Sequence[float] | None = None) -> np.ndarray:
-    """Crop every box (with the metadata's margin), turned upright by its angle (degrees, the tilt of the eye
-    line; see detection.Detection.roll), convert, resize and normalise into one batch."""
+               angles: Sequence[float] | None = None, detector: str | None = None) -> np.ndarray:
+    """Crop every box (with the metadata's margin for boxes of `detector`), turned upright by its angle (degrees,
+    the tilt of the eye line; see detection.Detection.roll), convert, resize and normalise into one batch."""
     prep = metadata.preprocessing
+    margin = prep.margin_for(detector)
     height, width = metadata.input_size
     batch = np.empty((len(boxes), height, width, metadata.channels), dtype=np.float32)
     if not boxes:
@@ -59,10 +60,10 @@ def crop_faces(frame_bgr: np.ndarray, boxes: Sequence[Box], metadata: ModelMetad
     for i, box in enumerate(boxes):
         angle = float(angles[i]) if angles is not None else 0.0
         if MIN_UPRIGHT_TURN <= abs(angle) <= MAX_UPRIGHT_TURN:
-            crops.append(to_model_color(_upright_crop(frame_bgr, box, angle, prep.crop_margin, (width, height)),
+            crops.append(to_model_color(_upright_crop(frame_bgr, box, angle, margin, (width, height)),
                                         prep.color))
             continue
-        x, y, w, h = expand_box(box, prep.crop_margin, frame_w, frame_h)
+        x, y, w, h = expand_box(box, margin, frame_w, frame_h)
         # Colour conversion per crop, not per frame: faces are a small part of a video frame.
         crop = to_model_color(np.ascontiguousarray(frame_bgr[y : y + h, x : x + w]), prep.color) if w and h else None
         if crop is None or crop.size == 0:

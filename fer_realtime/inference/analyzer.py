@@ -56,9 +56,10 @@ class FaceAnalyzer:
         return [d.box for d in self.detector.detect(frame_bgr)]
 
     def crops(self, frame_bgr: np.ndarray, boxes, angles=None) -> np.ndarray:
-        """The model's input batch for the given face boxes of one frame; `angles` (the faces' tilt in degrees,
-        Detection.roll) turns each crop upright."""
-        return crop_faces(frame_bgr, boxes, self.engine.metadata, angles)
+        """The model's input batch for the given face boxes of one frame (found by this analyzer's detector, whose
+        crop margin the model's metadata gives); `angles` (the faces' tilt in degrees, Detection.roll) turns each crop
+        upright."""
+        return crop_faces(frame_bgr, boxes, self.engine.metadata, angles, getattr(self.detector, "name", None))
 
     def classify_boxes(self, frame_bgr: np.ndarray, boxes, angles=None) -> np.ndarray:
         """Probabilities (N, K) for the given face boxes of one frame, in one batched model call."""
