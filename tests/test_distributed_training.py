@@ -11,6 +11,7 @@ one class; the held-out figures are compared between device counts only as figur
 import json
 import re
 from dataclasses import asdict
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,7 +21,8 @@ from fer_realtime.cli.main import main
 from fer_realtime.core.errors import FerError
 from fer_realtime.core.model_file import load_model
 from fer_realtime.training.run_state import STATE_FILE, load_state
-from fer_realtime.training.trainer import TrainConfig, _same_config, recipe_config, scaled_learning_rate
+from fer_realtime.training.trainer import (TrainConfig, _same_config, _validation_batch_size, recipe_config,
+                                           scaled_learning_rate)
 from serve_support import free_port
 
 TIMEOUT_S = 300  # per run: several times its normal length, so only a hang hits it
@@ -231,3 +233,17 @@ def test_the_learning_rate_follows_the_global_batch_by_the_recipes_rule():
     assert _same_config(recorded, current)
     assert not _same_config(recorded, {**current, "learning_rate": 0.001 * 0.5**0.5})
     assert "devices" not in TrainConfig.__dataclass_fields__  # a run may continue on another number of devices
+
+
+def test_every_device_gets_images_in_every_selection_batch():
+    two = SimpleNamespace(plan=SimpleNamespace(replicas=2))
+    assert _validation_batch_size(9, 16, two) == 6  # 8 would leave one image for the last batch: a device with none
+    assert _validation_batch_size(21, 16, two) == 16  # batches of 16 and 5
+    assert _validation_batch_size(32, 16, two) == 16
+    assert _validation_batch_size(2, 16, two) == 2
+    for images in (*range(6, 60), 2, 4):
+        size = _validation_batch_size(images, 16, two)
+        assert size % 2 == 0 and size <= 16 and (images % size == 0 or images % size >= 2)
+    for images in (1, 3, 5):  # no even batch size leaves the last batch an image per device
+        with pytest.raises(FerError, match="give each of the 2 devices an image"):
+            _validation_batch_size(images, 16, two)

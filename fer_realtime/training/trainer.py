@@ -375,9 +375,12 @@ def _steps_per_epoch(fit_images: int, batch_size: int, placement: TrainingStrate
 
 def _validation_batch_size(selection_images: int, batch_size: int, placement: TrainingStrategy) -> int:
     """Several devices: Keras averages the first batch of a fit or an evaluation over the devices (to build the
-    network's metrics), which fails unless it splits evenly; the selection split can be smaller than a batch."""
-    size = min(batch_size, selection_images // placement.plan.replicas * placement.plan.replicas)
-    if size == 0:
-        raise FerError(f"The selection split ({selection_images} images) has fewer images than the "
-                       f"{placement.plan.replicas} devices to train on; give more training images or fewer devices.")
-    return size
+    network's metrics), which fails unless it splits evenly; the selection split can be smaller than a batch. The last
+    batch must give every device an image too (a device with none fails in batch normalisation): the largest size,
+    a multiple of the devices up to `batch_size`, whose last batch is whole or holds at least one image per device."""
+    replicas = placement.plan.replicas
+    for size in range(min(batch_size, selection_images) // replicas * replicas, 0, -replicas):
+        if selection_images % size == 0 or selection_images % size >= replicas:
+            return size
+    raise FerError(f"The selection split ({selection_images} images) cannot be cut into batches that give each of "
+                   f"the {replicas} devices an image; give more training images or fewer devices.")
