@@ -18,6 +18,15 @@ except ImportError:
 import pytest  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_runs_in_tmp(tmp_path_factory):
+    """Module- and session-scoped fixtures that train run before any function fixture: without this their run
+    state went to the user's ~/.cache/fer-realtime/runs, where a run of the same name could be overwritten."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FER_REALTIME_RUNS", str(tmp_path_factory.mktemp("fer-runs")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _runs_in_tmp(tmp_path, monkeypatch):
     """Training runs keep their state under FER_REALTIME_RUNS: a test's own folder, never the user's cache."""

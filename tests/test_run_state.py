@@ -99,3 +99,14 @@ def test_train_command_hands_over_and_cleans_up(tmp_path, capsys):
     assert f"run state in {runs_root() / 'tiny'}" in printed and "epoch 2/2" in printed
     assert out.exists() and not handover.exists() and not (runs_root() / "tiny" / STATE_FILE).exists()
     assert "calibration on the selection split: temperature" in printed
+
+
+@pytest.fixture(scope="module")
+def runs_root_seen_by_module_fixtures():
+    return runs_root()
+
+
+def test_module_fixtures_keep_runs_out_of_the_users_cache(runs_root_seen_by_module_fixtures, tmp_path_factory):
+    # module fixtures that train (test_paired_comparison) left empty run folders in ~/.cache/fer-realtime/runs,
+    # next to real campaign runs whose names they could share
+    assert runs_root_seen_by_module_fixtures.is_relative_to(tmp_path_factory.getbasetemp())
