@@ -22,9 +22,10 @@ CKPLUS48_REFERENCE_RECALL = {"angry": 0.681, "disgust": 0.593, "fear": 0.440, "h
 def test_shipped_model_and_metrics_file_exist():
     assert SHIPPED_MODEL_PATH.is_file()
     metrics = json.loads(SHIPPED_MODEL_PATH.with_suffix(".metrics.json").read_text())
-    # Made by `train`, then `quantize`, `tta` and `calibrate` (weights/README.md): all commands are on record.
-    assert metrics["command"].startswith("python -m fer_realtime train ")
-    for step in ("quantize", "tta", "calibrate"):
+    # Made by `train` (one network) or `ensemble` (networks made by `train`), then the steps that rework it
+    # (weights/README.md): every command is on record, and the members' own in the model file.
+    assert metrics["command"].startswith(("python -m fer_realtime train ", "python -m fer_realtime ensemble "))
+    for step in ("quantize", "framing"):
         assert metrics[f"{step}_command"].startswith(f"python -m fer_realtime {step} ")
     assert metrics["heldout"]["accuracy"] >= 0.65
     assert metrics["int8"]["used"]
