@@ -1,5 +1,7 @@
 """Checks against the real FER2013 data set; skipped where ../shared/datasets/fer2013 is absent."""
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -43,10 +45,18 @@ def test_shipped_model_carries_an_int8_copy_of_its_own_weights():
         assert "int8" in engine.runtime, engine.tflite_problem
 
 
+@pytest.fixture(scope="module")
+def val_report():
+    """`evaluate val/ --json` of the shipped model, read once for the tests below (3,589 faces, six views)."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["evaluate", str(FER2013 / "val"), "--json"]) == 0
+    return json.loads(printed.getvalue())
+
+
 @needs_fer2013
-def test_shipped_model_accuracy_on_val_matches_its_metrics_file(capsys):
-    assert main(["evaluate", str(FER2013 / "val"), "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+def test_shipped_model_accuracy_on_val_matches_its_metrics_file(val_report):
+    report = val_report
     metrics = json.loads(SHIPPED_MODEL_PATH.with_suffix(".metrics.json").read_text())
     assert report["n"] == 3589
     assert report["accuracy"] >= 0.64
@@ -54,13 +64,12 @@ def test_shipped_model_accuracy_on_val_matches_its_metrics_file(capsys):
 
 
 @needs_fer2013
-def test_shipped_model_confidence_is_calibrated_on_val(capsys):
+def test_shipped_model_confidence_is_calibrated_on_val(val_report):
     from fer_realtime.core.model_file import load_model
 
     meta = load_model(SHIPPED_MODEL_PATH).metadata
     assert meta.temperature != 1.0 and "temperature" in meta.metrics["selection_calibration"]  # fitted, not assumed
-    assert main(["evaluate", str(FER2013 / "val"), "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    report = val_report
     assert report["calibration_error"] <= 0.05
     assert 0.6 <= report["macro_recall"] <= report["accuracy"] + 0.05
 

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from fer_realtime.cli.main import main
+from fer_realtime.core.labels import EMOTIONS
+from fer_realtime.core.model_file import ModelMetadata, save_model
 from fer_realtime.data.loader import load_dataset
 from fer_realtime.evaluation.paired_comparison import compare_predictions, mcnemar_exact_p
-from helpers import save_tiny_model, write_train_val
+from helpers import fitted_tiny_model, save_tiny_model, write_train_val
 
 
 def test_mcnemar_exact_p_values():
@@ -39,17 +41,23 @@ def test_compare_predictions_counts_the_faces_each_model_alone_gets_right():
         compare_predictions(true, a, b[:4])
 
 
+def _fitted_model(path, data, seed: int, split_seed: int):
+    """A tiny network fitted briefly, recording the selection split (seed, 10 %) of a `train` run on `data`."""
+    n = len(load_dataset(data).train)
+    metadata = ModelMetadata(classes=EMOTIONS, architecture="cnn", command=f"fitted, seed {seed}",
+                             training_data={"config": {"seed": split_seed, "selection_fraction": 0.1},
+                                            "n_fit": n - n // 10, "n_selection": n // 10})
+    return save_model(fitted_tiny_model(data, seed, epochs=2), metadata, path)
+
+
 @pytest.fixture(scope="module")
 def two_trained_models(tmp_path_factory):
-    """Two models made by `train` on the same small dataset: same selection split (seed 7), then another split."""
+    """Two different models of the same selection split (seed 7), and one of another split (seed 8). Fitted
+    directly rather than by `train` (three full-size runs took 30 s): `compare-models` reads only the files."""
     root = tmp_path_factory.mktemp("paired")
     data = write_train_val(root / "data", train_per_class=8)
-    models = {}
-    for name, seed in (("a", 7), ("b", 7), ("other_split", 8)):
-        models[name] = root / f"{name}.keras"
-        assert main(["train", "--data", str(data), "--arch", "cnn", "--recipe", "v1", "--epochs", "1",
-                     "--batch-size", "16", "--seed", str(seed), "--no-augment", "--out", str(models[name]),
-                     "--cache-dir", str(root / "cache")]) == 0
+    models = {name: _fitted_model(root / f"{name}.keras", data, seed, split_seed)
+              for name, seed, split_seed in (("a", 1, 7), ("b", 2, 7), ("other_split", 3, 8))}
     return data, models, root / "cache"
 
 
