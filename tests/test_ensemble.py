@@ -1,5 +1,6 @@
 """Averaging ensembles: `ensemble` command, the model file it writes, and the checks on its members."""
 
+import dataclasses
 import json
 
 import keras
@@ -105,3 +106,39 @@ def test_an_ensemble_file_serves_as_the_transfer_backbone(tmp_path, data):
     first_member = load_model(members[0]).model
     conv = transfer.model.get_layer("backbone").get_layer("stage1_conv1")
     np.testing.assert_array_equal(conv.get_weights()[0], first_member.get_layer("stage1_conv1").get_weights()[0])
+
+
+def test_unpack_gives_back_each_member_to_join_another_ensemble(tmp_path, data, capsys):
+    members = [save_member(tmp_path / "a.keras", 1), save_member(tmp_path / "b.keras", 2)]
+    code, out = run_ensemble(tmp_path, data, members, "--tta", "flip")
+    assert code == 0
+    # as shipped: framed (crop margins chosen for the ensemble) after it was made
+    framed = load_model(out)
+    framing = dataclasses.replace(framed.metadata.preprocessing, crop_margin=0.0, detector_margins=(("haar", 0.0),))
+    save_model(framed.model, dataclasses.replace(framed.metadata, preprocessing=framing), out)
+    capsys.readouterr()
+
+    assert main(["unpack", str(out), "--out-dir", str(tmp_path / "members")]) == 0
+    printed = capsys.readouterr().out
+    assert "a.keras" in printed and "member 1" in printed and "member 2" in printed
+    faces = np.random.default_rng(1).random((4, 48, 48, 1), dtype=np.float32)
+    for name, original in zip(("a.keras", "b.keras"), members):
+        unpacked, before = load_model(tmp_path / "members" / name), load_model(original)  # safe mode
+        np.testing.assert_array_equal(unpacked.model.predict(faces, verbose=0), before.model.predict(faces, verbose=0))
+        assert unpacked.metadata.command == before.metadata.command
+        assert unpacked.metadata.training_data == before.metadata.training_data
+        # the ensemble's views and framing stay with the ensemble: the member reads as a newly trained model does
+        assert unpacked.metadata.preprocessing == before.metadata.preprocessing
+        assert not unpacked.metadata.flip_tta and unpacked.metadata.temperature == 1.0
+
+    third = save_member(tmp_path / "c.keras", 3)
+    code, again = run_ensemble(tmp_path / "members", data, [tmp_path / "members" / "a.keras", third], "--tta", "none")
+    assert code == 0 and load_model(again).metadata.training_data["members"][0]["command"] == "member 1"
+
+
+def test_unpack_refuses_a_single_network_in_one_sentence(tmp_path, capsys):
+    single = save_member(tmp_path / "a.keras", 1)
+    assert main(["unpack", str(single), "--out-dir", str(tmp_path / "members")]) == 2
+    err = capsys.readouterr().err
+    assert "a.keras is not an ensemble" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "members").exists()

@@ -1,4 +1,4 @@
-"""Commands that rework a trained model: quantize, calibrate, average, ensemble, tta, framing."""
+"""Commands that rework a trained model: quantize, calibrate, average, ensemble (and unpack), tta, framing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import FerError
-from ..core.model_file import load_model
+from ..core.model_file import load_model, save_model
 from ..core.preprocessing import model_input
 from ..data.dataset import train_heldout_split
 from ..data.loader import load_dataset
@@ -17,7 +17,7 @@ from ..evaluation.metrics import evaluate_predictions
 from ..faces.detector import DETECTOR_NAMES
 from ..inference.engine import InferenceEngine
 from ..inference.tta import CROPS, PRESETS, TestTimeAugmentation, choose, crop_margin, preset_candidates
-from ..training.ensemble import build_ensemble, check_members, ensemble_metadata, selection_scores
+from ..training.ensemble import build_ensemble, check_members, ensemble_metadata, selection_scores, unpack_ensemble
 from ..training.trainer import model_selection_split
 from ..training.weight_averaging import AveragingConfig, average_trained_model
 from .saving import int8_copy_reported, kept_metrics, save_with_heldout_metrics, without_heldout
@@ -103,6 +103,22 @@ def cmd_ensemble(args) -> int:
                                {"selection_accuracy": metadata.metrics["selection_accuracy"], "tta": TestTimeAugmentation.of(metadata).name,
                                 "selection_metrics": scores.to_dict(), "members": list(args.members)},
                                command=args.command_line, train=train)
+    return 0
+
+
+def cmd_unpack(args) -> int:
+    """Write each member network of an ensemble file as a model file of its own."""
+    members = unpack_ensemble(load_model(args.model))
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FerError(f"--out-dir {out_dir} is a file.")
+    names = [Path(m.file).name for m in members]
+    if len(set(names)) < len(names):  # members that joined under the same name: number them
+        names = [f"{Path(name).stem}-{i}.keras" for i, name in enumerate(names, start=1)]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for member, name in zip(members, names):
+        path = save_model(member.model, member.metadata, out_dir / name)
+        print(f"{path}  ({member.metadata.architecture}; {member.metadata.command or 'no command on record'})")
     return 0
 
 
@@ -231,6 +247,14 @@ def add_ensemble(sub) -> None:
     p.add_argument("--out", required=True, help="the ensemble's .keras file")
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "fer-realtime"))
     p.set_defaults(func=cmd_ensemble)
+
+
+def add_unpack(sub) -> None:
+    """The `unpack` command."""
+    p = sub.add_parser("unpack", help="write each member network of an ensemble as a model file of its own")
+    p.add_argument("model", metavar="ENSEMBLE", help="a .keras file made by `ensemble`")
+    p.add_argument("--out-dir", required=True, help="folder for the members' .keras files (named as they joined)")
+    p.set_defaults(func=cmd_unpack)
 
 
 def add_tta(sub) -> None:

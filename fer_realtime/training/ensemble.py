@@ -6,11 +6,12 @@ the engine, TFLite conversion, safe-mode loading and `evaluate` treat it like an
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..core.errors import FerError
-from ..core.model_file import LoadedModel, ModelMetadata
+from ..core.model_file import LoadedModel, ModelMetadata, Preprocessing
 from ..core.preprocessing import normalize
 from ..data.dataset import FaceArrays, stratified_split
 from ..evaluation.metrics import EvaluationReport, evaluate_predictions
@@ -109,3 +110,36 @@ def ensemble_metadata(members: Sequence[LoadedModel], scores: SelectionScores) -
                  "selection_accuracy_by_tta": scores.ensemble.accuracy,
                  "selection_accuracy_members": scores.members},
     )
+
+
+@dataclass(frozen=True)
+class Member:
+    """One network of an ensemble file, as `train` wrote it: `file` is the name it had when it joined."""
+
+    file: str
+    model: object  # keras.Model
+    metadata: ModelMetadata
+
+
+def unpack_ensemble(loaded: LoadedModel) -> list[Member]:
+    """The member networks of an ensemble file, each with its own command and training record, so that they can
+    join another ensemble. The ensemble's views, temperature and crop margins were chosen for the ensemble, not for
+    the member: a member comes out without them (one view, T 1, the crop margins of a newly trained model)."""
+    records = loaded.metadata.training_data.get("members") or []
+    if not records:
+        raise EnsembleError(f"{loaded.path.name} is not an ensemble made by `ensemble`; it has no member networks.")
+    names = [layer.name for layer in loaded.model.layers]
+    unframed = Preprocessing()
+    preprocessing = dataclasses.replace(loaded.metadata.preprocessing, crop_margin=unframed.crop_margin,
+                                        detector_margins=unframed.detector_margins)
+    members = []
+    for index, record in enumerate(records, start=1):
+        if f"member{index}" not in names:
+            raise EnsembleError(f"{loaded.path.name} records {len(records)} members but has no network member{index}.")
+        metadata = ModelMetadata(classes=loaded.metadata.classes, input_size=loaded.metadata.input_size,
+                                 preprocessing=preprocessing, architecture=record.get("architecture") or "cnn",
+                                 training_data=record.get("training_data") or {}, command=record.get("command", ""),
+                                 metrics={"unpacked_from": loaded.path.name})
+        members.append(Member(str(record.get("file") or f"member{index}.keras"),
+                              loaded.model.get_layer(f"member{index}"), metadata))
+    return members
