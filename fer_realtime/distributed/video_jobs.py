@@ -48,8 +48,8 @@ class _FrameCounter:
     def update(self, index: int, frames: int) -> None:
         self.frames[index] = frames
 
-    def total(self) -> int:
-        return sum(self.frames.values())
+    def by_video(self) -> dict[int, int]:
+        return dict(self.frames)
 
 
 _recognizers: dict[tuple, EmotionRecognizer] = {}  # per worker process: loaded once, kept for its next videos
@@ -145,7 +145,8 @@ def run_video_jobs(
             for ref in finished:
                 index = running.pop(ref)
                 outcomes[index] = dataclasses.replace(_outcome(ref), video=jobs[index].video)
-            now = JobProgress(ray.get(counter.total.remote()), sum(totals.values()), len(outcomes), len(jobs),
+            now = JobProgress(_frames_done(totals, outcomes, ray.get(counter.by_video.remote())),
+                              sum(totals.values()), len(outcomes), len(jobs),
                               sum(o.state == "failed" for o in outcomes.values()))
             if progress is not None and now != shown:
                 progress(now)
@@ -153,6 +154,12 @@ def run_video_jobs(
     finally:
         ray.shutdown()
     return [outcomes[i] for i in range(len(jobs))]
+
+
+def _frames_done(totals: dict[int, int], outcomes: dict[int, VideoOutcome], reported: dict[int, int]) -> int:
+    """Frames done over the videos that run: a finished video's from its outcome, a running one's as its worker
+    last reported. (A worker's last report may reach the counter after its task's result reaches the driver.)"""
+    return sum(outcomes[i].frames if i in outcomes else reported.get(i, 0) for i in totals)
 
 
 def _outcome(ref) -> VideoOutcome:
