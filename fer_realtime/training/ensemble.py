@@ -22,6 +22,11 @@ class EnsembleError(FerError, ValueError):
     """Members that cannot be averaged together (different classes, inputs or selection splits)."""
 
 
+def member_layer(index: int) -> str:
+    """The name of the ensemble's layer that holds its `index`-th member (from 1)."""
+    return f"member{index}"
+
+
 def build_ensemble(members: Sequence, name: str = "fer_ensemble"):
     """A model averaging the class probabilities of `members` (Keras models with the same input and classes)."""
     import keras
@@ -31,7 +36,7 @@ def build_ensemble(members: Sequence, name: str = "fer_ensemble"):
         raise ValueError("an ensemble needs at least two members")
     inputs = keras.Input(shape=tuple(members[0].input_shape[1:]), name="face")
     # Each member is wrapped under a unique name: the members' own names (all "fer_cnn") would collide.
-    outputs = [keras.Model(m.input, m.output, name=f"member{i}")(inputs) for i, m in enumerate(members, start=1)]
+    outputs = [keras.Model(m.input, m.output, name=member_layer(i))(inputs) for i, m in enumerate(members, start=1)]
     return keras.Model(inputs, layers.Average(name="emotion")(outputs), name=name)
 
 
@@ -128,18 +133,19 @@ def unpack_ensemble(loaded: LoadedModel) -> list[Member]:
     records = loaded.metadata.training_data.get("members") or []
     if not records:
         raise EnsembleError(f"{loaded.path.name} is not an ensemble made by `ensemble`; it has no member networks.")
-    names = [layer.name for layer in loaded.model.layers]
+    layers = {layer.name: layer for layer in loaded.model.layers}
     unframed = Preprocessing()
     preprocessing = dataclasses.replace(loaded.metadata.preprocessing, crop_margin=unframed.crop_margin,
                                         detector_margins=unframed.detector_margins)
     members = []
     for index, record in enumerate(records, start=1):
-        if f"member{index}" not in names:
-            raise EnsembleError(f"{loaded.path.name} records {len(records)} members but has no network member{index}.")
+        if member_layer(index) not in layers:
+            raise EnsembleError(f"{loaded.path.name} records {len(records)} members but has no network "
+                                f"{member_layer(index)}.")
         metadata = ModelMetadata(classes=loaded.metadata.classes, input_size=loaded.metadata.input_size,
                                  preprocessing=preprocessing, architecture=record.get("architecture") or "cnn",
                                  training_data=record.get("training_data") or {}, command=record.get("command", ""),
                                  metrics={"unpacked_from": loaded.path.name})
-        members.append(Member(str(record.get("file") or f"member{index}.keras"),
-                              loaded.model.get_layer(f"member{index}"), metadata))
+        members.append(Member(str(record.get("file") or f"{member_layer(index)}.keras"), layers[member_layer(index)],
+                              metadata))
     return members
