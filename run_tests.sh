@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
 # Runs the test suite: sets up .venv with the test requirements, installs Debian's chromium for the
-# browser tests when it is missing (needs root or sudo), then pytest in two worker processes, one test file each
-# at a time (much of the suite waits on subprocesses, servers and the browser; --dist loadfile keeps a file's
-# module fixtures, such as its app server, in one process). Extra arguments go to pytest (`-n 0`: one process).
+# browser tests when it is missing (needs root or sudo), then pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup_env.sh requirements-dev.txt
@@ -15,4 +13,4 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "note: chromium is not installed and cannot be installed without root; browser tests will be skipped." >&2
   fi
 fi
-exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"
+exec .venv/bin/python -m pytest "$@"
