@@ -7,7 +7,8 @@ import pytest
 
 from fer_realtime.cli.main import main
 from fer_realtime.core.model_file import load_model
-from fer_realtime.evaluation.framing import FramingScores, best_margin, best_margins, checked_margins, face_in_frame
+from fer_realtime.evaluation.framing import (FramingScores, best_margin, best_margins, checked_margins, face_in_frame,
+                                             margins_by_width)
 from fer_realtime.core.errors import FerError
 from helpers import write_train_val
 
@@ -26,6 +27,16 @@ def test_best_margin_is_the_highest_mean_over_detectors_and_the_smaller_on_a_tie
     assert checked_margins([0.1, 0, 0.1]) == (0.0, 0.1)
     small_haar = FramingScores("haar", 48, 10, 8, 0.7, {0.0: 0.55, 0.1: 0.5})
     assert best_margins([haar, mediapipe, small_haar]) == (0.1, {"haar": 0.0, "mediapipe": 0.1})
+
+
+def test_a_detector_whose_best_margin_differs_between_face_sizes_gets_one_by_box_width():
+    near = FramingScores("mediapipe", 160, 10, 9, 0.7, {0.0: 0.6, 0.1: 0.5, 0.15: 0.4}, box_width=141.0)
+    small = FramingScores("mediapipe", 48, 10, 8, 0.7, {0.0: 0.4, 0.1: 0.5, 0.15: 0.6}, box_width=42.0)
+    middle = FramingScores("mediapipe", 96, 10, 8, 0.7, {0.0: 0.5, 0.1: 0.6, 0.15: 0.5}, box_width=84.5)
+    unfound = FramingScores("mediapipe", 24, 10, 0, 0.0, {0.0: 0.0, 0.1: 0.0, 0.15: 0.0})
+    haar = [FramingScores("haar", size, 10, 8, 0.7, {0.0: 0.6, 0.1: 0.5}, box_width=size) for size in (48, 160)]
+    assert margins_by_width([near, small, middle, unfound, *haar]) == {
+        "mediapipe": ((42.0, 0.15), (84.5, 0.1), (141.0, 0.0))}  # haar wants none at every size: no curve
 
 
 def test_face_in_frame_puts_the_upscaled_face_in_the_middle_of_a_camera_frame():
@@ -52,7 +63,7 @@ def test_framing_command_measures_each_margin_and_keeps_the_best(trained, tmp_pa
     assert main(["framing", str(model), "--data", str(data), "--detectors", "mediapipe,haar", "--margins", "0,0.1",
                  "--face-sizes", "160,96", "--out", str(out), "--cache-dir", str(cache)]) == 0
     text = capsys.readouterr().out
-    assert "mediapipe, 96 px faces: found " in text and "haar, 160 px faces: found " in text
+    assert "mediapipe, 96 px faces (boxes " in text and "haar, 160 px faces (boxes " in text
     framing = json.loads(out.with_suffix(".metrics.json").read_text())["framing"]
     assert {(s["detector"], s["face_size"]) for s in framing["scores"]} == {
         (detector, size) for detector in ("mediapipe", "haar") for size in (96, 160)}
@@ -65,6 +76,13 @@ def test_framing_command_measures_each_margin_and_keeps_the_best(trained, tmp_pa
     for name, margin in framing["detector_margins"].items():
         assert prep.margin_for(name) == margin in (0.0, 0.1)
         assert f"chosen crop margin for {name}: {margin:g}" in text
+    for score in framing["scores"]:
+        assert (score["box_width"] > 0) == (score["found"] > 0)
+    assert set(framing["margins_by_width"]) <= found_by
+    for name, points in framing["margins_by_width"].items():
+        assert [list(p) for p in dict(prep.detector_margins_by_width)[name]] == points
+        assert [prep.margin_for(name, width) for width, _ in points] == [margin for _, margin in points]
+        assert f"by box width for {name}: " in text
     assert load_model(out).metadata.metrics["framing"] == framing
 
 
@@ -100,3 +118,10 @@ def test_the_analyzer_cuts_faces_with_its_own_detectors_margin(tmp_path):
         plain = dataclasses.replace(loaded.metadata, preprocessing=dataclasses.replace(prep, crop_margin=margin,
                                                                                        detector_margins=()))
         assert np.array_equal(crops, crop_faces(frame, [box], plain))
+    by_width = dataclasses.replace(prep, detector_margins_by_width=(("mediapipe", ((45.0, 0.2), (145.0, 0.0))),))
+    loaded = dataclasses.replace(loaded, metadata=dataclasses.replace(loaded.metadata, preprocessing=by_width))
+    with FaceAnalyzer(detector="mediapipe", model=loaded) as analyzer:
+        crops = analyzer.crops(frame, [box])
+    plain = dataclasses.replace(loaded.metadata, preprocessing=dataclasses.replace(prep, crop_margin=0.1,
+                                                                                   detector_margins=()))
+    assert np.array_equal(crops, crop_faces(frame, [box], plain))  # 95 px: halfway, 0.1

@@ -51,3 +51,22 @@ def test_each_detector_can_have_its_own_crop_margin():
     tight = crop_faces(frame, [(50, 50, 100, 100)], meta, detector="haar")
     loose = crop_faces(frame, [(50, 50, 100, 100)], meta, detector="mediapipe")
     assert tight.min() == 1.0 and loose.min() == 0.0
+
+
+def test_a_detectors_margin_can_follow_the_width_of_its_boxes():
+    prep = Preprocessing(crop_margin=0.1, detector_margins=[["mediapipe", 0.05]],
+                         detector_margins_by_width=[["mediapipe", [[40, 0.15], [140, 0.0]]]])
+    assert prep.detector_margins_by_width == (("mediapipe", ((40.0, 0.15), (140.0, 0.0))),)
+    assert prep.margin_for("mediapipe", 20) == 0.15 and prep.margin_for("mediapipe", 400) == 0.0
+    assert prep.margin_for("mediapipe", 90) == pytest.approx(0.075)  # halfway between the widths
+    assert prep.margin_for("mediapipe") == 0.05 and prep.margin_for("haar", 40) == 0.1  # no width; no curve
+    for bad in ([["mediapipe", [[140, 0.0], [40, 0.15]]]], [["mediapipe", [[40, 0.9]]]], [["mediapipe", []]]):
+        with pytest.raises(ValueError, match="crop margins"):
+            Preprocessing(detector_margins_by_width=bad)
+    meta = ModelMetadata(preprocessing=prep)
+    assert ModelMetadata.from_dict(json.loads(meta.to_json())).preprocessing == prep
+    frame = np.zeros((400, 400, 3), dtype=np.uint8)
+    frame[20:60, 20:60] = 255  # a small white square and a large one, each on black
+    frame[200:360, 200:360] = 255
+    small, large = crop_faces(frame, [(20, 20, 40, 40), (200, 200, 160, 160)], meta, detector="mediapipe")
+    assert small.min() == 0.0 and large.min() == 1.0  # the small box is cut with room around it, the large without

@@ -12,7 +12,8 @@ from ..core.model_file import load_model, save_model
 from ..core.preprocessing import model_input
 from ..data.dataset import train_heldout_split
 from ..data.loader import load_dataset
-from ..evaluation.framing import DEFAULT_FACE_SIZES, DEFAULT_MARGINS, best_margins, checked_margins, framing_scores
+from ..evaluation.framing import (DEFAULT_FACE_SIZES, DEFAULT_MARGINS, best_margins, checked_margins, framing_scores,
+                                  margins_by_width)
 from ..evaluation.metrics import evaluate_predictions
 from ..faces.detector import DETECTOR_NAMES
 from ..inference.engine import InferenceEngine
@@ -184,17 +185,25 @@ def cmd_framing(args) -> int:
             score = framing_scores(engine, train.images[selection], train.labels[selection], detector, margins,
                                    face_size, args.seed)
             scores.append(score)
-            print(f"{detector}, {face_size} px faces: found {score.found}/{score.n}; read directly {score.direct:.4f};"
-                  " by crop margin " + ", ".join(f"{m:g} {a:.4f}" for m, a in score.by_margin.items()), flush=True)
+            print(f"{detector}, {face_size} px faces (boxes {score.box_width:.0f} px): found {score.found}/{score.n}; "
+                  f"read directly {score.direct:.4f}; by crop margin "
+                  + ", ".join(f"{m:g} {a:.4f}" for m, a in score.by_margin.items()), flush=True)
     overall, per_detector = best_margins(scores)
+    curves = margins_by_width(scores)
     before = loaded.metadata.preprocessing
     for name, margin in per_detector.items():
         print(f"chosen crop margin for {name}: {margin:g} (was {before.margin_for(name):g})", flush=True)
+        if name in curves:
+            print(f"  by box width for {name}: " + ", ".join(f"{w:.0f} px {m:g}" for w, m in curves[name]), flush=True)
     print(f"chosen crop margin for other detectors: {overall:g} (was {before.crop_margin:g})", flush=True)
-    framing = {"crop_margin": overall, "detector_margins": per_detector, "scores": [s.to_dict() for s in scores]}
+    framing = {"crop_margin": overall, "detector_margins": per_detector,
+               "margins_by_width": {name: [list(point) for point in points] for name, points in curves.items()},
+               "scores": [s.to_dict() for s in scores]}
     kept = {name: margin for name, margin in before.detector_margins if name not in per_detector}
+    kept_curves = {name: points for name, points in before.detector_margins_by_width if name not in per_detector}
     preprocessing = dataclasses.replace(before, crop_margin=overall,
-                                        detector_margins=tuple(sorted({**kept, **per_detector}.items())))
+                                        detector_margins=tuple(sorted({**kept, **per_detector}.items())),
+                                        detector_margins_by_width=tuple(sorted({**kept_curves, **curves}.items())))
     metadata = dataclasses.replace(loaded.metadata, preprocessing=preprocessing,
                                    metrics={**without_heldout(loaded.metadata.metrics), "framing": framing})
     save_with_heldout_metrics(

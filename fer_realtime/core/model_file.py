@@ -50,18 +50,36 @@ class Preprocessing:
     # faces were cut at about the box of OpenCV's frontal face detector (haar), so its boxes want none; BlazeFace's
     # are tighter and want some.
     detector_margins: tuple[tuple[str, float], ...] = ()
+    # Where a detector's boxes want a margin that depends on their size: (detector name, ((box width in px,
+    # margin), ...)) with widths ascending, chosen by `framing`. Between two widths the margin is interpolated,
+    # beyond the ends it is the end's. BlazeFace's boxes of small faces are the least exact and want more room.
+    detector_margins_by_width: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
     interpolation: str = "area"
     scale: float = 1.0 / 255.0
     offset: float = 0.0
 
     def __post_init__(self):
         margins = tuple((str(name), float(margin)) for name, margin in self.detector_margins)
-        if any(not 0.0 <= margin <= MAX_CROP_MARGIN for _, margin in (("", self.crop_margin), *margins)):
+        curves = tuple((str(name), tuple((float(width), float(margin)) for width, margin in points))
+                       for name, points in self.detector_margins_by_width)
+        curve_margins = [margin for _, points in curves for _, margin in points]
+        if any(not 0.0 <= margin <= MAX_CROP_MARGIN
+               for margin in (self.crop_margin, *(m for _, m in margins), *curve_margins)):
             raise ValueError(f"crop margins beyond [0, {MAX_CROP_MARGIN}]")
+        for name, points in curves:
+            widths = [width for width, _ in points]
+            if not points or widths[0] <= 0 or any(b <= a for a, b in zip(widths, widths[1:])):
+                raise ValueError(f"the crop margins by box width of {name!r} need ascending positive widths")
         object.__setattr__(self, "detector_margins", margins)
+        object.__setattr__(self, "detector_margins_by_width", curves)
 
-    def margin_for(self, detector: str | None = None) -> float:
-        """The crop margin for boxes of the named detector (its own, else `crop_margin`)."""
+    def margin_for(self, detector: str | None = None, box_width: float | None = None) -> float:
+        """The crop margin for a box of the named detector: by the box's width where the detector has margins by
+        width, else the detector's own margin, else `crop_margin`."""
+        points = dict(self.detector_margins_by_width).get(detector)
+        if points and box_width is not None:
+            widths, margins = zip(*points)
+            return float(np.interp(box_width, widths, margins))
         return dict(self.detector_margins).get(detector, self.crop_margin)
 
 

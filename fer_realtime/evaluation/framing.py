@@ -5,7 +5,8 @@ and reads live faces cut from a detector's box grown by the model's crop margin.
 faces the model reads are larger or smaller in the crop than any it was trained on. Here the model's own selection
 faces, upscaled into camera-sized frames, go through a detector, are cropped at each candidate margin and read
 as the engine reads live faces; for each detector the margin that reads them best across face sizes is the one to
-keep (BlazeFace's boxes are tighter than Haar's, and small faces' boxes less exact, so they want more). The faces
+keep (BlazeFace's boxes are tighter than Haar's, and small faces' boxes less exact, so they want more), and where the
+best margin differs between face sizes, the best one of each size, by the width of the detector's boxes. The faces
 read directly (no detector) are the ceiling.
 """
 
@@ -27,7 +28,7 @@ from .bench_scenes import background
 
 FRAME_SIZE = (640, 480)  # width, height: the live page's camera frames
 DEFAULT_FACE_SIZE = 160  # px: a face near a 640x480 camera
-DEFAULT_FACE_SIZES = (48, DEFAULT_FACE_SIZE)  # a small face, at FER2013's own size, and a near one
+DEFAULT_FACE_SIZES = (32, 48, 96, DEFAULT_FACE_SIZE)  # small faces (FER2013 is 48 px), a middle and a near one
 DEFAULT_MARGINS = (0.0, 0.05, 0.1, 0.15)
 
 
@@ -39,9 +40,11 @@ class FramingScores:
     found: int  # faces it found
     direct: float  # accuracy on the faces found, read directly at the model's input size
     by_margin: dict[float, float]  # accuracy on the faces found, cut from the detector's box with each margin
+    box_width: float = 0.0  # px: the median width of the detector's boxes of the faces found
 
     def to_dict(self) -> dict:
-        return {"detector": self.detector, "face_size": self.face_size, "n": self.n, "found": self.found, "direct": round(self.direct, 4),
+        return {"detector": self.detector, "face_size": self.face_size, "n": self.n, "found": self.found,
+                "box_width": round(self.box_width, 1), "direct": round(self.direct, 4),
                 "by_margin": {f"{m:g}": round(a, 4) for m, a in self.by_margin.items()}}
 
 
@@ -93,7 +96,8 @@ def framing_scores(engine, faces: np.ndarray, labels: np.ndarray, detector: str,
         crops = [crop_faces(frame, [box], framed, [angle])
                  for frame, box, angle in zip(found_frames, found_boxes, found_angles)]
         by_margin[margin] = _accuracy(_predict(engine, np.concatenate(crops)) if crops else None, truth)
-    return FramingScores(detector, face_size, len(faces), len(found_index), direct, by_margin)
+    box_width = float(np.median([box[2] for box in found_boxes])) if found_boxes else 0.0
+    return FramingScores(detector, face_size, len(faces), len(found_index), direct, by_margin, box_width)
 
 
 def best_margin(scores: Sequence[FramingScores]) -> float:
@@ -122,3 +126,15 @@ def best_margins(scores: Sequence[FramingScores]) -> tuple[float, dict[str, floa
     """(the best margin over all scores, the best margin of each detector that found faces)."""
     detectors = dict.fromkeys(s.detector for s in scores if s.found)
     return best_margin(scores), {name: best_margin([s for s in scores if s.detector == name]) for name in detectors}
+
+
+def margins_by_width(scores: Sequence[FramingScores]) -> dict[str, tuple[tuple[float, float], ...]]:
+    """For each detector whose best margin differs between the face sizes it found: (median box width, the best
+    margin at that size) per size, widths ascending. The crop path interpolates between them."""
+    curves = {}
+    for name in dict.fromkeys(s.detector for s in scores if s.found):
+        points = sorted((round(s.box_width, 1), best_margin([s])) for s in scores if s.detector == name and s.found)
+        widths = [width for width, _ in points]
+        if len({margin for _, margin in points}) > 1 and len(set(widths)) == len(widths) and widths[0] > 0:
+            curves[name] = tuple(points)
+    return curves

@@ -46,10 +46,10 @@ MAX_UPRIGHT_TURN = 45.0
 
 def crop_faces(frame_bgr: np.ndarray, boxes: Sequence[Box], metadata: ModelMetadata,
                angles: Sequence[float] | None = None, detector: str | None = None) -> np.ndarray:
-    """Crop every box (with the metadata's margin for boxes of `detector`), turned upright by its angle (degrees,
-    the tilt of the eye line; see detection.Detection.roll), convert, resize and normalise into one batch."""
+    """Crop every box (with the metadata's margin for boxes of `detector` of its width), turned upright by its
+    angle (degrees, the tilt of the eye line; see detection.Detection.roll), convert, resize and normalise into one
+    batch."""
     prep = metadata.preprocessing
-    margin = prep.margin_for(detector)
     height, width = metadata.input_size
     batch = np.empty((len(boxes), height, width, metadata.channels), dtype=np.float32)
     if not boxes:
@@ -59,6 +59,7 @@ def crop_faces(frame_bgr: np.ndarray, boxes: Sequence[Box], metadata: ModelMetad
     crops = []
     for i, box in enumerate(boxes):
         angle = float(angles[i]) if angles is not None else 0.0
+        margin = prep.margin_for(detector, box[2])
         if MIN_UPRIGHT_TURN <= abs(angle) <= MAX_UPRIGHT_TURN:
             crops.append(to_model_color(_upright_crop(frame_bgr, box, angle, margin, (width, height)),
                                         prep.color))

@@ -136,7 +136,8 @@ def unpack_ensemble(loaded: LoadedModel) -> list[Member]:
     layers = {layer.name: layer for layer in loaded.model.layers}
     unframed = Preprocessing()
     preprocessing = dataclasses.replace(loaded.metadata.preprocessing, crop_margin=unframed.crop_margin,
-                                        detector_margins=unframed.detector_margins)
+                                        detector_margins=unframed.detector_margins,
+                                        detector_margins_by_width=unframed.detector_margins_by_width)
     members = []
     for index, record in enumerate(records, start=1):
         if member_layer(index) not in layers:
