@@ -76,11 +76,17 @@ class Preprocessing:
     def margin_for(self, detector: str | None = None, box_width: float | None = None) -> float:
         """The crop margin for a box of the named detector: by the box's width where the detector has margins by
         width, else the detector's own margin, else `crop_margin`."""
+        if box_width is None:
+            return dict(self.detector_margins).get(detector, self.crop_margin)
+        return self.margins_for(detector, [box_width])[0]
+
+    def margins_for(self, detector: str | None, box_widths) -> list[float]:
+        """`margin_for` of each of a frame's boxes, the detector's margins looked up once."""
         points = dict(self.detector_margins_by_width).get(detector)
-        if points and box_width is not None:
-            widths, margins = zip(*points)
-            return float(np.interp(box_width, widths, margins))
-        return dict(self.detector_margins).get(detector, self.crop_margin)
+        if not points:
+            return [dict(self.detector_margins).get(detector, self.crop_margin)] * len(box_widths)
+        widths, margins = zip(*points)
+        return np.interp(box_widths, widths, margins).tolist()
 
 
 @dataclass(frozen=True)

@@ -57,9 +57,9 @@ def crop_faces(frame_bgr: np.ndarray, boxes: Sequence[Box], metadata: ModelMetad
     frame_h, frame_w = frame_bgr.shape[:2]
     interpolation = _INTERPOLATION.get(prep.interpolation, cv2.INTER_AREA)
     crops = []
-    for i, box in enumerate(boxes):
+    margins = prep.margins_for(detector, [box[2] for box in boxes])
+    for i, (box, margin) in enumerate(zip(boxes, margins)):
         angle = float(angles[i]) if angles is not None else 0.0
-        margin = prep.margin_for(detector, box[2])
         if MIN_UPRIGHT_TURN <= abs(angle) <= MAX_UPRIGHT_TURN:
             crops.append(to_model_color(_upright_crop(frame_bgr, box, angle, margin, (width, height)),
                                         prep.color))
