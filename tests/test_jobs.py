@@ -1,6 +1,7 @@
 """Background training runs: one worker process per run, state in files, cancel, no duplicates."""
 
 import json
+import os
 import time
 
 import pytest
@@ -9,7 +10,7 @@ from fer_realtime.core.atomic import write_json_atomic
 from fer_realtime.core.errors import FerError
 from fer_realtime.core.model_file import load_model
 from fer_realtime.training.experiments import ExperimentConfig
-from fer_realtime.training.jobs import active_run, cancel_run, list_runs, run_status, start_run
+from fer_realtime.training.jobs import WORKER_NICENESS, active_run, cancel_run, list_runs, run_status, start_run
 from helpers import write_class_folders
 
 CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -55,7 +56,10 @@ def test_run_trains_saves_and_exports_and_refuses_a_duplicate(dataset, tmp_path)
 def test_cancel_leaves_no_model(dataset, tmp_path):
     runs, models = tmp_path / "runs", tmp_path / "models"
     run_dir = start_run(str(dataset), ExperimentConfig(archs=("cnn",), epochs=200, batch_size=8), runs, models)
-    wait_for(run_dir, states=("running",), timeout=120)
+    running = wait_for(run_dir, states=("running",), timeout=120)
+    # the worker runs below the server's priority (the page stays responsive while it trains)
+    expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS)
+    assert os.getpriority(os.PRIO_PROCESS, running["pid"]) == expected
     while not run_status(run_dir).get("progress"):
         time.sleep(0.3)
     cancel_run(run_dir)

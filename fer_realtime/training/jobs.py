@@ -30,6 +30,9 @@ from ..core.errors import FerError
 from .experiments import ExperimentConfig
 
 ACTIVE_STATES = ("starting", "running")
+# The worker is a background job: it yields the CPU to the web server (the live stream, other tabs) whenever the
+# two compete; idle cores still all go to training.
+WORKER_NICENESS = 10
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -238,4 +241,5 @@ def execute_run(run_dir: Path, echo=None) -> int:
 
 
 if __name__ == "__main__":
+    os.nice(WORKER_NICENESS)
     sys.exit(execute_run(Path(sys.argv[1])))
