@@ -45,10 +45,11 @@ MAX_UPRIGHT_TURN = 45.0
 
 
 def crop_faces(frame_bgr: np.ndarray, boxes: Sequence[Box], metadata: ModelMetadata,
-               angles: Sequence[float] | None = None, detector: str | None = None) -> np.ndarray:
+               angles: Sequence[float] | None = None, detector: str | None = None,
+               min_turn: float = MIN_UPRIGHT_TURN) -> np.ndarray:
     """Crop every box (with the metadata's margin for boxes of `detector` of its width), turned upright by its
-    angle (degrees, the tilt of the eye line; see detection.Detection.roll), convert, resize and normalise into one
-    batch."""
+    angle (degrees, the tilt of the eye line; see detection.Detection.roll) if that is at least `min_turn`, convert,
+    resize and normalise into one batch."""
     prep = metadata.preprocessing
     height, width = metadata.input_size
     batch = np.empty((len(boxes), height, width, metadata.channels), dtype=np.float32)
@@ -60,7 +61,7 @@ def crop_faces(frame_bgr: np.ndarray, boxes: Sequence[Box], metadata: ModelMetad
     margins = prep.margins_for(detector, [box[2] for box in boxes])
     for i, (box, margin) in enumerate(zip(boxes, margins)):
         angle = float(angles[i]) if angles is not None else 0.0
-        if MIN_UPRIGHT_TURN <= abs(angle) <= MAX_UPRIGHT_TURN:
+        if min_turn <= abs(angle) <= MAX_UPRIGHT_TURN:
             crops.append(to_model_color(_upright_crop(frame_bgr, box, angle, margin, (width, height)),
                                         prep.color))
             continue
