@@ -78,26 +78,32 @@ def framing_scores(engine, faces: np.ndarray, labels: np.ndarray, detector: str,
     with create_detector(still_image_options(detector)) as finder:
         for i, face in enumerate(faces):
             frame, (x, y) = face_in_frame(face, face_size, rng)
-            centre = (x + face_size / 2, y + face_size / 2)
-            near = [d for d in finder.detect(frame) if abs(d.box[0] + d.box[2] / 2 - centre[0]) < face_size / 2
-                    and abs(d.box[1] + d.box[3] / 2 - centre[1]) < face_size / 2]
-            if near:
-                best = max(near, key=lambda d: d.box[2] * d.box[3])
+            best = face_at(finder.detect(frame), (x, y, face_size, face_size))
+            if best is not None:
                 found_frames.append(frame)
                 found_boxes.append(best.box)
                 found_angles.append(best.roll if best.keypoints else 0.0)
                 found_index.append(i)
     truth = np.asarray(labels)[found_index]
-    direct = _accuracy(_predict(engine, model_input(faces[found_index], metadata)), truth)
+    direct = _accuracy(predict_in_chunks(engine, model_input(faces[found_index], metadata)), truth)
     by_margin = {}
     for margin in margins:
         framed = dataclasses.replace(metadata, preprocessing=dataclasses.replace(
             metadata.preprocessing, crop_margin=margin, detector_margins=()))
         crops = [crop_faces(frame, [box], framed, [angle])
                  for frame, box, angle in zip(found_frames, found_boxes, found_angles)]
-        by_margin[margin] = _accuracy(_predict(engine, np.concatenate(crops)) if crops else None, truth)
+        by_margin[margin] = _accuracy(predict_in_chunks(engine, np.concatenate(crops)) if crops else None, truth)
     box_width = float(np.median([box[2] for box in found_boxes])) if found_boxes else 0.0
     return FramingScores(detector, face_size, len(faces), len(found_index), direct, by_margin, box_width)
+
+
+def face_at(detections, box):
+    """The largest detection whose centre lies within half the box's size of the box's centre (the face placed
+    there), or None."""
+    x, y, w, h = box
+    near = [d for d in detections if abs(d.box[0] + d.box[2] / 2 - x - w / 2) < w / 2
+            and abs(d.box[1] + d.box[3] / 2 - y - h / 2) < h / 2]
+    return max(near, key=lambda d: d.box[2] * d.box[3]) if near else None
 
 
 def best_margin(scores: Sequence[FramingScores]) -> float:
@@ -110,7 +116,7 @@ def best_margin(scores: Sequence[FramingScores]) -> float:
     return max(margins, key=lambda m: (np.mean([s.by_margin[m] for s in useful]), -m))
 
 
-def _predict(engine, batch: np.ndarray, size: int = 256) -> np.ndarray | None:
+def predict_in_chunks(engine, batch: np.ndarray, size: int = 256) -> np.ndarray | None:
     if not len(batch):
         return None
     return np.concatenate([engine.predict(batch[start : start + size]) for start in range(0, len(batch), size)])

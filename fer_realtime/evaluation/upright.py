@@ -19,7 +19,7 @@ import numpy as np
 from ..faces.crops import crop_faces
 from ..faces.detector import FaceDetector
 from ..faces.detectors import create_detector, still_image_options
-from .framing import FRAME_SIZE, face_in_frame
+from .framing import FRAME_SIZE, face_at, face_in_frame, predict_in_chunks
 
 DEFAULT_MIN_TURNS = (4.0, 8.0, 12.0, 16.0, 90.0)  # 90: never turn (MAX_UPRIGHT_TURN is less)
 SOURCES = ("photo", "video")  # detect() with the full search; detect_video() around the face's known box
@@ -35,11 +35,6 @@ class UprightScores:
     found: int
     by_min_turn: dict[float, float]  # accuracy on the faces found when turns below this are not made
     roll_error: float  # median |measured tilt - applied tilt| in degrees (faces' natural tilt included)
-
-    def to_dict(self) -> dict:
-        return {"detector": self.detector, "source": self.source, "face_size": self.face_size, "tilt": self.tilt,
-                "n": self.n, "found": self.found, "roll_error": round(self.roll_error, 1),
-                "by_min_turn": {f"{t:g}": round(a, 4) for t, a in self.by_min_turn.items()}}
 
 
 def tilted_face_frame(face: np.ndarray, face_size: int, angle: float,
@@ -67,7 +62,7 @@ def upright_scores(engine, faces: np.ndarray, labels: np.ndarray, detector: str,
             frame, box = tilted_face_frame(face, face_size, angle, rng)
             for source in sources:
                 detections = finder.detect(frame) if source == "photo" else finder.detect_video(frame, 0, [box])
-                best = _the_face(detections, box)
+                best = face_at(detections, box)
                 if best is not None:
                     for kept, value in zip(found[source], (
                             crop_faces(frame, [best.box], metadata, [best.roll], detector, min_turn=0.0),
@@ -77,8 +72,8 @@ def upright_scores(engine, faces: np.ndarray, labels: np.ndarray, detector: str,
     for source, (turned, straight, rolls, truth, angles) in found.items():
         by_min_turn = {float(t): 0.0 for t in sorted(min_turns)}
         if rolls:
-            right_turned = _predict(engine, np.concatenate(turned)) == np.asarray(truth)
-            right_straight = _predict(engine, np.concatenate(straight)) == np.asarray(truth)
+            right_turned = predict_in_chunks(engine, np.concatenate(turned)).argmax(1) == np.asarray(truth)
+            right_straight = predict_in_chunks(engine, np.concatenate(straight)).argmax(1) == np.asarray(truth)
             for t in by_min_turn:
                 by_min_turn[t] = float(np.mean(np.where(np.abs(rolls) >= t, right_turned, right_straight)))
         # OpenCV turns counter-clockwise for a positive angle; in image coordinates (y down) the eye line's angle
@@ -87,17 +82,6 @@ def upright_scores(engine, faces: np.ndarray, labels: np.ndarray, detector: str,
         scores.append(UprightScores(detector, source, face_size, tilt, len(faces), len(rolls), by_min_turn,
                                     float(np.median(errors)) if len(errors) else 0.0))
     return scores
-
-
-def _the_face(detections, box):
-    x, y, w, h = box
-    near = [d for d in detections if abs(d.box[0] + d.box[2] / 2 - x - w / 2) < w / 2
-            and abs(d.box[1] + d.box[3] / 2 - y - h / 2) < h / 2]
-    return max(near, key=lambda d: d.box[2] * d.box[3]) if near else None
-
-
-def _predict(engine, batch: np.ndarray) -> np.ndarray:
-    return np.concatenate([engine.predict(batch[i : i + 256]) for i in range(0, len(batch), 256)]).argmax(1)
 
 
 def format_scores(scores: Sequence[UprightScores]) -> str:
