@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from fer_realtime.cli.main import main
@@ -67,7 +68,28 @@ def test_scene_rows_report_faces_found_and_the_accuracy_beside_the_direct_readin
     assert 0 < small.present == 12 and tilted.present == 8 and tilted.found >= 6
     if small.found:
         assert 0 <= small.accuracy <= 1 and 0 <= small.reference_accuracy <= 1
+        assert 1 <= small.distinct_faces <= min(small.found, 12)  # the fixture has 12 crops
+        assert f"{small.accuracy:.3f} ({small.reference_accuracy:.3f}), {small.distinct_faces} faces" in \
+            format_rows(rows)
+    else:
+        assert small.distinct_faces is None
     assert "small" in format_rows(rows) and "tilted photo" in format_rows(rows)
+
+
+def test_the_accuracy_says_how_many_different_faces_it_rests_on():
+    """A clip that shows the same two faces in every frame: six readings of two faces."""
+    from types import SimpleNamespace
+
+    from fer_realtime.evaluation.bench_scenes import SceneFrame
+    from fer_realtime.evaluation.benchmark import _row, _timed
+
+    image = np.zeros((100, 200, 3), np.uint8)
+    clip = [SceneFrame(image, ((10, 10, 40, 40), (120, 10, 40, 40)), labels=(3, 4), crop_ids=(7, 9))] * 3
+    read = lambda frame: [SimpleNamespace(box=(10, 10, 40, 40), label_index=3),  # noqa: E731
+                          SimpleNamespace(box=(120, 10, 40, 40), label_index=0)]
+    row = _row("video", "fake", 2, _timed(read, clip, runs=3, warmup=0, reference={7: 3, 9: 4}), "small")
+    assert (row.found, row.accuracy, row.reference_accuracy, row.distinct_faces) == (6, 0.5, 1.0, 2)
+    assert "0.500 (1.000), 2 faces" in format_rows([row])
 
 
 def test_the_smoothing_benchmark_trades_steadiness_for_delay():
