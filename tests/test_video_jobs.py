@@ -169,7 +169,9 @@ def test_an_existing_ray_cluster_runs_the_videos(tmp_path):
         assert (tmp_path / "out" / "b.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
         assert len((tmp_path / "out" / "a.csv").read_text().splitlines()) > 1
     finally:
-        stop_session(head, ray_dir)
+        # `ray start --block` takes its processes down gracefully, one after another, over about 30 s once a job has
+        # run; this cluster has nothing to keep, so what is left after 5 s is killed.
+        stop_session(head, ray_dir, timeout=5)
         shutil.rmtree(ray_dir, ignore_errors=True)
 
 
