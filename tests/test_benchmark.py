@@ -53,6 +53,8 @@ def test_benchmark_rows_and_cli(faces_dir, capsys):
                  "--video-frames", "3", "--scenes", "faces,small", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["device"] and {r["mode"] for r in report["rows"]} == {"analyze", "video", "model"}
+    # Every ms figure comes with what it cost and on which CPU (vector extensions decide int8 speed).
+    assert report["gmac_per_face"] > 0 and report["views"] >= 1 and isinstance(report["vector_extensions"], list)
     assert {r["scene"] for r in report["rows"]} == {"faces", "small", "-"} or \
         {r["scene"] for r in report["rows"] if r["mode"] != "model"} == {"faces", "small"}
     assert main(["bench", "--data", str(faces_dir), "--detectors", "nope"]) == 2

@@ -49,7 +49,7 @@ def test_evaluate_json_with_aliases_and_skipped_folders(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report) == {"accuracy", "macro_recall", "calibration_error", "n", "per_class", "confusion", "classes",
-                           "skipped"}
+                           "skipped", "labels", "left_out"}
     assert report["n"] == 5 and report["skipped"] == ["contempt"]
     assert report["per_class"]["angry"]["recall"] is None  # absent from the data: no figure, not 0
     present = [report["per_class"][c]["recall"] for c in ("happy", "sad")]

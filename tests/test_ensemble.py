@@ -102,7 +102,7 @@ def test_an_ensemble_file_serves_as_the_transfer_backbone(tmp_path, data):
     members = [save_member(tmp_path / "a.keras", 1), save_member(tmp_path / "b.keras", 2)]
     code, out = run_ensemble(tmp_path, data, members, "--tta", "none")
     assert code == 0
-    transfer = build_transfer(TransferConfig(weights_path=str(out), head_units=8, augment=False))
+    transfer = build_transfer(TransferConfig(base="fer", weights_path=str(out), head_units=8, augment=False))
     first_member = load_model(members[0]).model
     conv = transfer.model.get_layer("backbone").get_layer("stage1_conv1")
     np.testing.assert_array_equal(conv.get_weights()[0], first_member.get_layer("stage1_conv1").get_weights()[0])

@@ -19,7 +19,7 @@ def transfer(tmp_path_factory):
     keras.utils.set_random_seed(5)
     path = tmp_path_factory.mktemp("fer") / "small_cnn.keras"
     save_model(build_cnn(CNNConfig(stage_filters=(4, 8), convs_per_stage=(1, 1))), ModelMetadata(), path)
-    return build_transfer(TransferConfig(weights_path=str(path), head_units=8, augment=False))
+    return build_transfer(TransferConfig(base="fer", weights_path=str(path), head_units=8, augment=False))
 
 
 def trainable_layer_names(model):

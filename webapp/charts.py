@@ -7,7 +7,7 @@ import altair as alt
 import pandas as pd
 
 from fer_realtime import EMOTIONS
-from fer_realtime.evaluation.charts import MODEL_COLORS
+from fer_realtime.evaluation.charts import MODEL_COLORS, stage_starts
 from fer_realtime.faces.drawing import EMOTION_COLORS
 
 
@@ -83,7 +83,18 @@ def history_charts(rows: list[dict]):
     subtitle = "solid: held-out · dashed: training"
     accuracy = base.transform_filter(alt.datum.metric == "accuracy").encode(
         y=alt.Y("value:Q", title="accuracy", scale=alt.Scale(domain=[0, 1]))
-    ).properties(title=alt.Title("Accuracy", subtitle=subtitle))
+    )
+    starts = stage_starts(rows)
+    if starts:  # transfer learning: a dotted rule where each stage begins, named by what it unfreezes
+        boundaries = pd.DataFrame([{**s, "at": s["epoch"] - 0.5, "label": s["stage"].replace("head + ", "+ ")}
+                                   for s in starts])
+        rules = alt.Chart(boundaries).mark_rule(strokeDash=[2, 3]).encode(
+            x="at:Q", color=color, tooltip=["model", alt.Tooltip("stage:N", title="stage begins"), "epoch"])
+        labels = alt.Chart(boundaries).mark_text(angle=270, align="left", dx=-4, dy=-4, fontSize=10).encode(
+            x="at:Q", y=alt.value(300), text="label:N", color=color)
+        accuracy = alt.layer(accuracy, rules, labels)
+        subtitle += " · dotted: a transfer stage begins"
+    accuracy = accuracy.properties(title=alt.Title("Accuracy", subtitle=subtitle))
     loss = base.transform_filter(alt.datum.metric == "loss").encode(
         y=alt.Y("value:Q", title="loss")
     ).properties(title=alt.Title("Loss", subtitle=subtitle))

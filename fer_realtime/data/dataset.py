@@ -25,6 +25,9 @@ class FaceArrays:
     skipped_folders: list[str] = field(default_factory=list)
     unreadable_files: list[str] = field(default_factory=list)
     resized_from: dict[tuple[int, int], int] = field(default_factory=dict)  # original (height, width) -> count
+    # Each face's file, relative to the folder it was read from ("angry/Training_10118481.jpg"), where the format
+    # has files (class folders); empty otherwise. Per-image annotations (data/ferplus.py) are matched by it.
+    files: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -136,14 +139,16 @@ def train_heldout_split(
     train = dataset.train
     kept, held = stratified_split(train.labels, fraction, seed)
     name = f"{dataset.source} (stratified {fraction:.0%} of train, seed {seed})"
-    return _subset(train, kept, keep_notes=True), _subset(train, held, keep_notes=False), name
+    return subset(train, kept, keep_notes=True), subset(train, held, keep_notes=False), name
 
 
-def _subset(arrays: FaceArrays, idx: np.ndarray, keep_notes: bool) -> FaceArrays:
+def subset(arrays: FaceArrays, idx: np.ndarray, keep_notes: bool = False) -> FaceArrays:
+    """The faces `idx` of `arrays` (with their files); `keep_notes` keeps the notes on skipped and resized input."""
+    files = tuple(arrays.files[i] for i in idx) if arrays.files else ()
     if not keep_notes:
-        return FaceArrays(arrays.images[idx], arrays.labels[idx], arrays.classes)
+        return FaceArrays(arrays.images[idx], arrays.labels[idx], arrays.classes, files=files)
     return FaceArrays(arrays.images[idx], arrays.labels[idx], arrays.classes, list(arrays.skipped_folders),
-                      list(arrays.unreadable_files), dict(arrays.resized_from))
+                      list(arrays.unreadable_files), dict(arrays.resized_from), files)
 
 
 def finish_dataset(dataset: Dataset, require_all_classes: bool) -> Dataset:

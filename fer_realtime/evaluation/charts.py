@@ -9,6 +9,20 @@ from typing import Any
 MODEL_COLORS = {"cnn": "#1f77b4", "rnn": "#d62728", "transfer": "#2ca02c"}
 
 
+def stage_starts(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where a staged model (transfer learning) enters each stage after its first: {"model", "epoch" (the first epoch
+    of the stage), "stage"} per boundary, for marking the charts."""
+    starts = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        previous = None
+        for row in sorted((r for r in rows if r["model"] == model), key=lambda r: r["epoch"]):
+            stage = row.get("stage") or ""
+            if stage and previous is not None and stage != previous:
+                starts.append({"model": model, "epoch": row["epoch"], "stage": stage})
+            previous = stage
+    return starts
+
+
 def comparison_figure(rows: Sequence[dict[str, Any]], title: str = "Accuracy per epoch"):
     """A matplotlib Figure from history rows (model, epoch, train_accuracy, heldout_accuracy)."""
     import matplotlib
@@ -27,6 +41,11 @@ def comparison_figure(rows: Sequence[dict[str, Any]], title: str = "Accuracy per
         ax.plot(epochs, [r["heldout_accuracy"] for r in mine], "-o", color=color, ms=3, label=f"{model} held-out")
         ax.plot(epochs, [r["train_accuracy"] for r in mine], "--x", color=color, ms=4, alpha=0.7,
                 label=f"{model} training")
+    for start in stage_starts(rows):  # a dotted line where a stage begins, labelled with what it unfreezes
+        color = MODEL_COLORS.get(start["model"], "0.4")
+        ax.axvline(start["epoch"] - 0.5, color=color, ls=":", lw=1)
+        ax.text(start["epoch"] - 0.45, 0.98, start["stage"].replace("head + ", "+ "), rotation=90, fontsize=7,
+                color=color, va="top")
     all_epochs = sorted({r["epoch"] for r in rows})
     if 0 < len(all_epochs) <= 20:
         ax.set_xticks(all_epochs)

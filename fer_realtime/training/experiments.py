@@ -15,7 +15,9 @@ import numpy as np
 
 from ..core.model_file import ModelMetadata, Preprocessing
 from ..core.preprocessing import normalize
+from ..core.errors import FerError
 from ..data.dataset import FaceArrays
+from ..data.ferplus import FerPlusVotes, training_targets
 from ..evaluation.metrics import EvaluationReport, evaluate_predictions
 
 ARCHITECTURES = ("cnn", "rnn", "transfer")
@@ -34,6 +36,11 @@ class ExperimentConfig:
     transfer_weights: str | None = None
     class_weight_power: float = 0.5
     seed: int = 1234
+    # What the models learn (data/ferplus.py): "original" labels, "ferplus" vote shares or a "mix" of both, with
+    # votes_weight the share of the votes; votes: the votes file (None: ferplus_votes.csv beside the dataset).
+    labels: str = "original"
+    votes_weight: float = 0.0
+    votes: str | None = None
 
 
 class Progress(NamedTuple):
@@ -87,10 +94,11 @@ def _progress_callback(arch, index, n_archs, total_epochs, epoch_offset, batches
     return ProgressCallback()
 
 
-def _compile(model, learning_rate: float):
+def _compile(model, learning_rate: float, soft_targets: bool = False):
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="categorical_crossentropy" if soft_targets else "sparse_categorical_crossentropy",
                   metrics=["accuracy"])
 
 
@@ -105,8 +113,21 @@ def _fit(model, data, epochs, config, callbacks, weights) -> dict[str, list[floa
             "heldout_loss": h["val_loss"]}
 
 
+def experiment_stages(blocks, epochs: int, learning_rate: float, block_names=None):
+    """The transfer stages of an experiment of `epochs` epochs: a third of them for the new head, the rest spread
+    over unfreezing blocks from the top, at most one block per epoch; each stage halves the learning rate so
+    fine-tuning does not wreck what was learned."""
+    from .transfer import plan_stages
+
+    head_epochs = max(1, epochs // 3)
+    tuning_epochs = max(0, epochs - head_epochs)
+    n_stages = min(len(blocks), tuning_epochs)
+    return plan_stages(blocks, head_epochs=head_epochs, epochs_per_stage=max(1, tuning_epochs // max(1, n_stages)),
+                       base_lr=learning_rate, lr_decay=0.5, max_unfrozen_blocks=n_stages, block_names=block_names)
+
+
 def build_architecture(arch: str, config: ExperimentConfig, input_shape, num_classes: int):
-    """(model, backbone blocks or None, notes) for one architecture name."""
+    """(model, backbone blocks and their names or None, notes) for one architecture name."""
     from . import architectures
 
     if arch == "cnn":
@@ -120,7 +141,7 @@ def build_architecture(arch: str, config: ExperimentConfig, input_shape, num_cla
             architectures.TransferConfig(input_shape=input_shape, num_classes=num_classes, augment=config.augment,
                                   base=config.transfer_base, weights_path=config.transfer_weights)
         )
-        return built.model, built.backbone_blocks, [f"pretrained base: {built.base_description}"]
+        return built.model, (built.backbone_blocks, built.block_names), [f"pretrained base: {built.base_description}"]
     raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
 
 
@@ -134,17 +155,30 @@ def train_architecture(
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     pca=None,
+    votes: FerPlusVotes | None = None,
 ) -> ModelRun:
-    """Train one architecture for config.epochs epochs, measuring held-out accuracy after each epoch."""
+    """Train one architecture for config.epochs epochs, measuring held-out accuracy after each epoch (against the
+    original labels). With config.labels other than "original", the targets mix in the FER+ `votes`."""
     import keras
 
     from .trainer import class_weights
 
     keras.utils.set_random_seed(config.seed)
     x_train, x_held = normalize(train.images, preprocessing), normalize(heldout.images, preprocessing)
-    data = (x_train, train.labels, x_held, heldout.labels)
     num_classes = len(train.classes)
+    soft = config.labels != "original"
+    if soft:
+        if votes is None:
+            raise FerError("Training on the FER+ votes needs the votes file (ferplus_votes.csv beside the dataset).")
+        targets, with_votes = training_targets(train.labels, train.files, num_classes, votes, config.votes_weight,
+                                               train.classes)
+        data = (x_train, targets, x_held, np.eye(num_classes, dtype=np.float32)[heldout.labels])
+    else:
+        data = (x_train, train.labels, x_held, heldout.labels)
     model, blocks, notes = build_architecture(arch, config, x_train.shape[1:], num_classes)
+    if soft:
+        notes.append(f"labels: {config.labels} (FER+ votes for {with_votes} of {len(train)} training faces, weight "
+                     f"{config.votes_weight:g})")
     if pca is not None:
         from .pca import with_pca_front
 
@@ -162,25 +196,19 @@ def train_architecture(
         history.setdefault("stage", []).extend([stage] * len(part["accuracy"]))
 
     if arch != "transfer":
-        _compile(model, config.learning_rate)
+        _compile(model, config.learning_rate, soft)
         callback = _progress_callback(arch, index, len(config.archs), config.epochs, 0, batches, on_progress,
                                       should_stop)
         extend(_fit(model, data, config.epochs, config, [callback], weights))
     else:
-        from .transfer import apply_stage, plan_stages
+        from .transfer import apply_stage
 
-        # A third of the epochs for the new head, the rest spread over unfreezing blocks from the top, at most
-        # one block per epoch; each stage halves the learning rate so fine-tuning does not wreck what was learned.
-        head_epochs = max(1, config.epochs // 3)
-        tuning_epochs = max(0, config.epochs - head_epochs)
-        n_stages = min(len(blocks), tuning_epochs)
-        stages = plan_stages(blocks, head_epochs=head_epochs, epochs_per_stage=max(1, tuning_epochs // max(1, n_stages)),
-                             base_lr=config.learning_rate, lr_decay=0.5, max_unfrozen_blocks=n_stages)
+        stages = experiment_stages(blocks[0], config.epochs, config.learning_rate, blocks[1])
         total_epochs = sum(stage.epochs for stage in stages)
         done = 0
         for stage in stages:
             apply_stage(model, stage)
-            _compile(model, stage.learning_rate)
+            _compile(model, stage.learning_rate, soft)
             callback = _progress_callback(arch, index, len(config.archs), total_epochs, done, batches,
                                           on_progress, should_stop, stage=stage.name)
             part = _fit(model, data, stage.epochs, config, [callback], weights)

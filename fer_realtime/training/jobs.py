@@ -160,6 +160,7 @@ def execute_run(run_dir: Path, echo=None) -> int:
     """
     from ..core.model_file import save_model
     from ..data.dataset import train_heldout_split
+    from ..data.ferplus import find_votes, read_votes
     from ..data.loader import load_dataset
     from ..evaluation.charts import comparison_png, history_csv
     from .experiments import Cancelled, history_rows, train_architecture
@@ -177,6 +178,12 @@ def execute_run(run_dir: Path, echo=None) -> int:
     try:
         dataset = load_dataset(request["dataset"])
         train, heldout, heldout_name = train_heldout_split(dataset)
+        votes = None
+        if config.labels != "original":
+            votes_path = config.votes or find_votes(request["dataset"])
+            if votes_path is None:
+                raise FerError("Training on the FER+ votes needs ferplus_votes.csv beside the dataset; none was found.")
+            votes = read_votes(votes_path)
         writer.update(force=True, heldout=heldout_name, n_train=len(train), n_heldout=len(heldout))
         pca = None
         if config.pca_variance or config.pca_components:
@@ -204,7 +211,7 @@ def execute_run(run_dir: Path, echo=None) -> int:
             if should_stop():
                 raise Cancelled()
             run = train_architecture(arch, train, heldout, config, index=index, on_progress=on_progress,
-                                     should_stop=should_stop, pca=pca)
+                                     should_stop=should_stop, pca=pca, votes=votes)
             runs.append(run)
             writer.update(force=True, phase=f"saving {arch}")
             model_path = models_dir / request.get("model_names", {}).get(arch, f"{run_dir.name}-{arch}.keras")

@@ -16,12 +16,14 @@ from ..core.errors import FerError
 from ..core.model_file import ModelMetadata, Preprocessing
 from ..core.preprocessing import normalize
 from ..data.dataset import FaceArrays, stratified_split
+from ..data.ferplus import TRAINING_LABELS, FerPlusVotes, training_targets
 from ..evaluation.metrics import EvaluationReport, evaluate_predictions
 from ..inference.tta import candidates_for, choose, crop_margin
 from .devices import (TrainingStrategy, decorrelate_random_layers, replica_statistics_averager, same_on_every_worker,
                       training_strategy)
 from .distillation import TARGETS, Teacher, distillation_targets
 from .run_state import STATE_FILE, RunState, newest_state, save_state
+from .transfer import Stage, apply_stage, plan_recipe_stages, stage_at, stage_summary, staged_optimizer
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,20 @@ class TrainConfig:
     # face's target (0: the labels alone).
     teacher: str = ""
     distill_weight: float = 0.0
+    # Which labels the network learns (data/ferplus.py): "original", "ferplus" (the FER+ annotators' vote shares) or
+    # "mix"; each face's target is (1 - votes_weight) x its label + votes_weight x its vote shares (faces without
+    # votes keep their label). The selection accuracy is measured against the same targets' top class.
+    labels: str = "original"
+    votes_weight: float = 0.0
+    # arch "efficientnet_lite0": ImageNet EfficientNet-Lite0 with a new head, faces upsampled to image_size, trained
+    # in stages (transfer.py): stage 0 the head alone, stage k also the top k blocks of the backbone. stage_epochs
+    # gives the epochs of every stage but the last, which trains for the rest of `epochs`; the head trains at
+    # `learning_rate`, every later stage at finetune_lr_ratio x it, the last one decaying to 0 (cosine).
+    image_size: int = 0
+    stage_epochs: tuple[int, ...] = ()
+    finetune_lr_ratio: float = 0.3
+    # At most this many views per face at test time (0: any of the candidates): the compute budget per face.
+    max_views: int = 0
 
 
 # Named recipes: the fields that differ from TrainConfig's defaults (the current recipe, "v2").
@@ -81,6 +97,11 @@ RECIPES: dict[str, dict] = {
     # v2 on random 40x40 crops of the 48x48 face, read at test time in its ten crops, as the FER2013 networks near
     # 73 % do (Pramerdorfer & Kampel 2016; Khaireddin & Chen 2021); 0.69x v2's compute per view.
     "v5": dict(crop=40),
+    # The seed's transfer learning: ImageNet EfficientNet-Lite0 (96 px, int8-friendly) with a new head, the head
+    # trained first, then the backbone's stages unfrozen one at a time from the top down to stage 4, which train
+    # together for the rest of the run; at most the face and its mirror image at test time (2 x 0.08 GMAC).
+    "t1": dict(arch="efficientnet_lite0", image_size=96, stage_epochs=(2, 1, 1, 1, 1), dropout=0.3,
+               weight_decay_l2=1e-5, max_views=2),
 }
 
 
@@ -118,14 +139,28 @@ def class_weights(labels: np.ndarray, num_classes: int, power: float) -> dict[in
 
 
 def build_model(config: TrainConfig, input_shape, num_classes: int):
-    from .architectures import CNNConfig, build_cnn
+    """The network of `config`."""
+    return build_network(config, input_shape, num_classes)[0]
 
+
+def build_network(config: TrainConfig, input_shape, num_classes: int):
+    """(model, TransferModel or None): the network of `config`, and for the staged ImageNet networks what their
+    stages unfreeze (architectures.TransferModel)."""
+    from .architectures import PACKAGED_BASE, CNNConfig, TransferConfig, build_cnn, build_transfer
+
+    if config.arch == PACKAGED_BASE:
+        built = build_transfer(TransferConfig(
+            input_shape=input_shape, num_classes=num_classes, base=PACKAGED_BASE, image_size=config.image_size or None,
+            dropout=config.dropout, augment=config.augment, photometric=config.photometric, erasing=config.erasing,
+            l2=config.weight_decay_l2,
+        ))
+        return built.model, built
     if config.arch == "cnn":
         return build_cnn(CNNConfig(
             input_shape=input_shape, num_classes=num_classes, l2=config.weight_decay_l2, augment=config.augment,
             stage_filters=tuple(config.stage_filters), convs_per_stage=tuple(config.convs_per_stage),
             dropout=config.dropout, photometric=config.photometric, erasing=config.erasing, crop=config.crop,
-        ))
+        )), None
     raise ValueError(f"unknown architecture {config.arch!r}")
 
 
@@ -197,6 +232,7 @@ def train_classifier(
     resume: bool = False,
     devices: int = 1,
     teacher: Teacher | None = None,
+    votes: FerPlusVotes | None = None,
 ) -> TrainResult | None:
     """Train on `train` minus a stratified selection split; keep the epoch with the best selection accuracy.
 
@@ -212,6 +248,10 @@ def train_classifier(
     With `config.distill_weight`, each fitting face's target mixes its label with the probabilities of `teacher`
     (whose weights digest is `config.teacher`), read once and kept in the run's state, so a continued run needs no
     teacher.
+
+    With `config.labels` other than "original", each face's target mixes its label with its FER+ vote shares from
+    `votes` (data/ferplus.py). A staged network (`config.stage_epochs`) changes which layers train, and its
+    optimizer, at each stage boundary; a resumed run enters the stage it stopped in.
     """
     import keras
 
@@ -231,6 +271,7 @@ def train_classifier(
         raise FerError(f"{found[1]} holds a run of a different training config; give the same options, or another "
                        "run folder.")
 
+    check_labels(config, votes)
     fit_idx, sel_idx = stratified_split(train.labels, config.selection_fraction, config.seed)
     x_fit, y_fit = normalize(train.images[fit_idx], preprocessing), train.labels[fit_idx]
     x_sel, y_sel = normalize(train.images[sel_idx], preprocessing), train.labels[sel_idx]
@@ -241,29 +282,56 @@ def train_classifier(
 
     keras.utils.set_random_seed(run_seed)
     with placement.scope():
-        model = build_model(config, x_fit.shape[1:], num_classes)
+        model, transfer = build_network(config, x_fit.shape[1:], num_classes)
+        stages = _plan_stages(config, transfer)
         steps = steps_per_epoch * config.epochs
-        if config.label_smoothing or teacher_targets is not None:
+        if config.labels != "original":
+            files = train.files
+            y_fit_target = training_targets(y_fit, [files[i] for i in fit_idx] if files else (), num_classes, votes,
+                                            config.votes_weight, train.classes)[0]
+            y_sel_target = training_targets(y_sel, [files[i] for i in sel_idx] if files else (), num_classes, votes,
+                                            config.votes_weight, train.classes)[0]
+            loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        elif config.label_smoothing or teacher_targets is not None:
             y_fit_target = (keras.utils.to_categorical(y_fit, num_classes) if teacher_targets is None
                             else distillation_targets(y_fit, teacher_targets, config.distill_weight))
             y_sel_target = keras.utils.to_categorical(y_sel, num_classes)
             loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
         else:
             y_fit_target, y_sel_target, loss = y_fit, y_sel, "sparse_categorical_crossentropy"
-        model.compile(optimizer=_optimizer(config, steps), loss=loss, metrics=["accuracy"])
-        model.optimizer.build(model.trainable_variables)
+
+        def enter_stage(index: int) -> None:
+            """Compile for the stage that trains epoch `index`'s layers (the whole run is one stage for a cnn)."""
+            with placement.scope():
+                if stages:
+                    stage = stages[index]
+                    apply_stage(model, stage)
+                    optimizer = staged_optimizer(stage, index == len(stages) - 1, steps_per_epoch)
+                else:
+                    optimizer = _optimizer(config, steps)
+                model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+                model.optimizer.build(model.trainable_variables)
+
+    if stages and placement.strategy is not None:
+        raise FerError("A network trained in stages trains on one device; leave out --devices.")
 
     record = {"config": config_json, "history": {}, "best_epoch": 0, "best_selection_accuracy": -1.0,
               **({"teacher": teacher.describe()} if teacher_targets is not None and teacher else {})}
     best_variables = None
     epochs_done = 0
+    stage_index = stage_at(stages, 0)
     if found:
         state, source = found
-        _assign(model.variables, state.model_variables, "model variables", source)
-        _assign(model.optimizer.variables, state.optimizer_variables, "optimizer variables", source)
         record, best_variables, epochs_done = state.record, state.best_variables, state.epochs_done
+        stage_index = stage_at(stages, min(epochs_done, config.epochs - 1))
+        enter_stage(stage_index)
+        _assign(model.variables, state.model_variables, "model variables", source)
+        if record.get("stage", 0) == stage_index:  # a run stopped at a stage's end goes on with a new optimizer
+            _assign(model.optimizer.variables, state.optimizer_variables, "optimizer variables", source)
         if verbose:
             print(f"resuming after epoch {epochs_done} of {config.epochs} from {source}", flush=True)
+    else:
+        enter_stage(stage_index)
     fit_callbacks, fit_options = list(callbacks), {}
     if placement.strategy is not None:
         decorrelate_random_layers(model, placement)
@@ -284,6 +352,12 @@ def train_classifier(
     weights = class_weights(y_fit, num_classes, config.class_weight_power)
     started = time.monotonic()
     for epoch in range(epochs_done, config.epochs):
+        if stage_at(stages, epoch) != stage_index:
+            stage_index = stage_at(stages, epoch)
+            enter_stage(stage_index)
+            if verbose:
+                print(f"stage {stage_index}: {stages[stage_index].name}, learning rate "
+                      f"{stages[stage_index].learning_rate:g}", flush=True)
         keras.utils.set_random_seed(run_seed * 1000 + epoch)  # shuffling: the same whether resumed or not
         epoch_started = time.monotonic()
         fitted = model.fit(x_fit, y_fit_target, batch_size=config.batch_size, initial_epoch=epoch, epochs=epoch + 1,
@@ -292,6 +366,9 @@ def train_classifier(
         logs = {k: float(v[-1]) for k, v in fitted.history.items()}
         for key, value in {**logs, "seconds": time.monotonic() - epoch_started}.items():
             record["history"].setdefault(key, []).append(value)
+        if stages:
+            record["history"].setdefault("stage", []).append(stages[stage_index].name)
+        record["stage"] = stage_index
         best = logs["val_accuracy"] > record["best_selection_accuracy"]
         if best:
             record.update(best_epoch=epoch + 1, best_selection_accuracy=logs["val_accuracy"])
@@ -318,9 +395,12 @@ def train_classifier(
     elif best_variables is not None:
         _assign(model.variables, best_variables, "model variables", state_path)
     history = record["history"]
-    tta = choose(lambda views: model.predict(views, batch_size=256, verbose=0), x_sel, y_sel,
-                 candidates_for(config.flip_tta, crop_margin(model)))
-    selection_report = evaluate_predictions(y_sel, tta.probabilities.argmax(axis=1), train.classes)
+    candidates = [c for c in candidates_for(config.flip_tta, crop_margin(model))
+                  if not config.max_views or c.views <= config.max_views]
+    tta = choose(lambda views: model.predict(views, batch_size=256, verbose=0), x_sel, y_sel_target.argmax(axis=1)
+                 if y_sel_target.ndim == 2 else y_sel, candidates)
+    selection_report = evaluate_predictions(y_sel_target.argmax(axis=1) if y_sel_target.ndim == 2 else y_sel,
+                                            tta.probabilities.argmax(axis=1), train.classes)
     metadata = ModelMetadata(
         classes=tuple(train.classes),
         input_size=tuple(x_fit.shape[1:3]),
@@ -334,10 +414,39 @@ def train_classifier(
             "config": asdict(config),
             **({"teacher": record["teacher"]} if "teacher" in record else {}),
         },
-        metrics={"selection_accuracy": selection_report.accuracy, "selection_accuracy_by_tta": tta.accuracy},
+        metrics={"selection_accuracy": selection_report.accuracy, "selection_accuracy_by_tta": tta.accuracy,
+                 **({"selection_labels": config.labels} if config.labels != "original" else {}),
+                 **({"stages": stage_summary(stages, record["history"].get("val_accuracy", []))} if stages else {})},
     )
+    if transfer is not None:
+        metadata.training_data["pretrained_base"] = transfer.base_description
     return TrainResult(model=model, metadata=metadata, history=dict(history),
                        selection_report=selection_report, seconds=seconds)
+
+
+def check_labels(config: TrainConfig, votes: FerPlusVotes | None) -> None:
+    """FerError (one sentence) where the labels asked for cannot be had."""
+    if config.labels not in TRAINING_LABELS:
+        raise FerError(f"Unknown labels {config.labels!r}; choose {', '.join(TRAINING_LABELS)}.")
+    if config.labels != "original":
+        if votes is None:
+            raise FerError("Training on the FER+ votes needs the votes file (ferplus_votes.csv beside the dataset's "
+                           "train/ folder); none was found.")
+        if not 0 < config.votes_weight <= 1:
+            raise FerError(f"The weight of the votes must be in (0, 1], got {config.votes_weight}.")
+        if config.distill_weight:
+            raise FerError("Distillation learns from a teacher and the original labels; train on the votes without it.")
+
+
+def _plan_stages(config: TrainConfig, transfer) -> list[Stage]:
+    """The stages of a staged network ([] for a network trained whole); FerError if the epochs do not add up."""
+    if transfer is None:
+        return []
+    try:
+        return plan_recipe_stages(transfer.backbone_blocks, transfer.block_names, config.stage_epochs, config.epochs,
+                                  config.learning_rate, config.finetune_lr_ratio)
+    except ValueError as exc:
+        raise FerError(str(exc)) from None
 
 
 def _teacher_targets(config: TrainConfig, teacher: Teacher | None, found, train: FaceArrays, fit_idx: np.ndarray,

@@ -11,7 +11,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -73,6 +73,55 @@ def plan_stages(
             learning_rate=float(base_lr * lr_decay**k), trainable_layers=tuple(trainable), frozen_layers=tuple(frozen),
         ))
     return stages
+
+
+def plan_recipe_stages(backbone_blocks, block_names, stage_epochs: Sequence[int], epochs: int, learning_rate: float,
+                       finetune_lr_ratio: float) -> list[Stage]:
+    """A training recipe's stages: stage k (0: the head alone) trains stage_epochs[k] epochs and the last stage the
+    rest of `epochs`; the head at `learning_rate`, every later stage at finetune_lr_ratio x it. ValueError (one
+    sentence) if the epochs do not add up."""
+    if not stage_epochs or any(n < 1 for n in stage_epochs):
+        raise ValueError("A pretrained network trains in stages: give every stage at least one epoch.")
+    last = epochs - sum(stage_epochs)
+    if last < 1:
+        raise ValueError(f"The stages before the last take {sum(stage_epochs)} epochs; give more epochs than that "
+                         "(the last stage trains for the rest).")
+    planned = plan_stages(backbone_blocks, head_epochs=1, epochs_per_stage=1, base_lr=learning_rate, lr_decay=0.5,
+                          max_unfrozen_blocks=len(stage_epochs), block_names=block_names)
+    rates = [learning_rate] + [learning_rate * finetune_lr_ratio] * (len(planned) - 1)
+    return [replace(stage, epochs=n, learning_rate=rate)
+            for stage, n, rate in zip(planned, (*stage_epochs, last), rates)]
+
+
+def stage_at(stages: Sequence[Stage], epoch: int) -> int:
+    """The index of the stage that trains `epoch` (0-based); 0 without stages."""
+    done = 0
+    for index, stage in enumerate(stages):
+        done += stage.epochs
+        if epoch < done:
+            return index
+    return max(0, len(stages) - 1)
+
+
+def staged_optimizer(stage: Stage, last: bool, steps_per_epoch: int):
+    """Adam at the stage's learning rate; the last stage decays it to 0 over its epochs (cosine)."""
+    import keras
+
+    rate = stage.learning_rate
+    if last:
+        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=steps_per_epoch * stage.epochs)
+    return keras.optimizers.Adam(rate)
+
+
+def stage_summary(stages: Sequence[Stage], selection_accuracy: Sequence[float]) -> list[dict]:
+    """Each stage's name, epochs, learning rate and best accuracy among its epochs of `selection_accuracy`."""
+    summary, start = [], 0
+    for stage in stages:
+        part = list(selection_accuracy[start:start + stage.epochs])
+        summary.append({"stage": stage.name, "epochs": stage.epochs, "learning_rate": stage.learning_rate,
+                        "best_selection_accuracy": max(part) if part else None})
+        start += stage.epochs
+    return summary
 
 
 def _walk(layer, parents=()):

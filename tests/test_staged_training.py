@@ -1,0 +1,85 @@
+"""The ImageNet recipe: Lite0's head first, then its stages unfrozen from the top, on the FER+ votes or a mix, as a
+run that survives an interruption at a stage boundary or inside a stage; and the votes for every architecture."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fer_realtime.cli.main import main
+from fer_realtime.core.labels import EMOTIONS
+from fer_realtime.core.model_file import load_model
+from fer_realtime.data.ferplus import VOTE_COLUMNS, read_votes
+from fer_realtime.data.loader import load_dataset
+from fer_realtime.training.trainer import recipe_config, train_classifier
+from helpers import Interrupted, interrupt_before_epoch, write_train_val
+
+# Lite0 at 32 px (the smallest it takes): stages head (1 epoch), + top (1), + stage7 (the rest, 2 epochs).
+TINY_T1 = dict(image_size=32, epochs=4, stage_epochs=(1, 1), batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = write_train_val(tmp_path_factory.mktemp("data"), train_per_class=6, val_per_class=2)
+    rows = ["file,fer2013_label,ferplus_image," + ",".join(VOTE_COLUMNS)]
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for path in sorted((root / split).rglob("*.png")):
+            votes = rng.multinomial(10, [0.6, *[0.4 / 6] * 6])  # most faces mostly "neutral" to the annotators
+            rows.append(f"{split}/{path.parent.name}/{path.name},{path.parent.name},x.png,"
+                        + ",".join(map(str, votes)) + ",0,0,0")
+    (root / "ferplus_votes.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_stages_unfreeze_from_the_top_and_a_cut_run_continues_exactly(tmp_path, data):
+    train = load_dataset(data).train
+    votes = read_votes(data / "ferplus_votes.csv")
+    config = recipe_config("t1", labels="mix", votes_weight=0.5, **TINY_T1)
+    whole = train_classifier(train, config, tmp_path / "whole", verbose=0, votes=votes)
+    assert whole.history["stage"] == ["head", "head + top 1 block (top)", "head + top 2 blocks (stage7)",
+                                      "head + top 2 blocks (stage7)"]
+    stages = whole.metadata.metrics["stages"]
+    assert [s["epochs"] for s in stages] == [1, 1, 2]
+    assert stages[1]["learning_rate"] == pytest.approx(stages[0]["learning_rate"] * 0.3)
+    assert "ImageNet" in whole.metadata.training_data["pretrained_base"]
+    assert whole.metadata.metrics["selection_labels"] == "mix"
+    assert whole.metadata.flip_tta is not None and len(whole.metadata.tta_rotations) == 0  # at most 2 views
+
+    # Cut at a stage boundary (before epoch 3's stage) and inside the last stage (before epoch 4).
+    for cut in (2, 3):
+        with pytest.raises(Interrupted):
+            train_classifier(train, config, tmp_path / f"cut{cut}", verbose=0, votes=votes,
+                             callbacks=[interrupt_before_epoch(cut)], handover=tmp_path / f"handover{cut}.npz")
+        resumed = train_classifier(train, config, tmp_path / f"cut{cut}", verbose=0, votes=votes)
+        assert resumed.history["loss"] == pytest.approx(whole.history["loss"], rel=1e-5)
+        assert resumed.history["stage"] == whole.history["stage"]
+
+
+def test_votes_need_their_file_and_a_weight(tmp_path, data, capsys):
+    args = ["train", "--data", str(data), "--recipe", "t1", "--epochs", "4", "--out", str(tmp_path / "m.keras")]
+    assert main([*args, "--labels", "ferplus", "--votes", str(tmp_path / "none.csv")]) == 2
+    assert "cannot be read" in capsys.readouterr().err
+    assert main([*args, "--votes-weight", "0.3"]) == 2
+    assert "--votes-weight goes with --labels mix" in capsys.readouterr().err
+    assert main([*args, "--arch", "rnn"]) == 2
+    assert "trains a transfer model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arch", ["cnn", "rnn"])
+def test_every_architecture_learns_from_the_votes(tmp_path, data, arch, capsys):
+    out = tmp_path / f"{arch}.keras"
+    extra = ["--recipe", "v1"] if arch == "cnn" else []
+    code = main(["train", "--data", str(data), "--arch", arch, *extra, "--epochs", "1", "--batch-size", "16",
+                 "--labels", "ferplus", "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0, capsys.readouterr().err
+    metadata = load_model(out).metadata
+    if arch == "cnn":
+        assert metadata.training_data["config"]["labels"] == "ferplus"
+        assert metadata.training_data["config"]["votes_weight"] == 1.0
+        # The selection split is scored against the votes' top class: mostly neutral here.
+        assert metadata.metrics["selection_labels"] == "ferplus"
+        assert json.loads(out.with_suffix(".metrics.json").read_text())["heldout"]["n"] == 14
+    else:
+        assert any("labels: ferplus" in note for note in metadata.training_data["notes"])
+    assert EMOTIONS == tuple(metadata.classes)
