@@ -383,3 +383,30 @@ def grab_received_frame(video) -> np.ndarray | None:
         return None
     png = base64.b64decode(data_url.split(",", 1)[1])
     return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+
+
+def wait_for_labelled_face(page, camera_frame: np.ndarray, timeout: float = 90.0, frames_in_a_row: int = 1) -> dict:
+    """Wait until the video the browser receives shows the camera's portrait with a box and an emotion-coloured
+    label drawn on the face (as test_app_browser's live test checks it) and the live figures count a face, in
+    `frames_in_a_row` consecutive looks half a second apart. Returns the last evidence; fails naming it."""
+    from fer_realtime.faces.drawing import EMOTION_COLORS
+
+    video = webrtc_frame(page).locator("video")
+    video.wait_for(state="attached", timeout=60_000)
+    deadline = time.monotonic() + timeout
+    evidence, faces, streak = None, None, 0
+    while time.monotonic() < deadline:
+        received = grab_received_frame(video)
+        faces = faces_figure(page)
+        if received is not None:
+            evidence = overlay_evidence(received, camera_frame, portrait_face_box(), EMOTION_COLORS)
+            scale = evidence["size"][0] * evidence["size"][1] / (640 * 480)
+            labelled = (faces is not None and faces >= 1 and evidence["changed_near_face"] >= 400 * scale
+                        and evidence["best_color_pixels"] >= 250 * scale
+                        and evidence["changed_elsewhere_fraction"] < 0.03)
+            streak = streak + 1 if labelled else 0
+            if streak >= frames_in_a_row:
+                return {**evidence, "faces": faces}
+        time.sleep(0.5)
+    raise AssertionError(f"no labelled face in the received video within {timeout:.0f} s; faces figure {faces}, "
+                         f"overlay evidence {evidence}")

@@ -14,8 +14,8 @@ from fer_realtime.data.loader import load_dataset
 from fer_realtime.training.trainer import recipe_config, train_classifier
 from helpers import Interrupted, interrupt_before_epoch, write_train_val
 
-# Lite0 at 32 px (the smallest it takes): stages head (1 epoch), + top (1), + stage7 (the rest, 2 epochs).
-TINY_T1 = dict(image_size=32, epochs=4, stage_epochs=(1, 1), batch_size=16)
+# Lite0 at 32 px (the smallest it takes): stages head (1 epoch), then + top for the rest (2 epochs).
+TINY_T1 = dict(image_size=32, epochs=3, stage_epochs=(1,), batch_size=16)
 
 
 @pytest.fixture(scope="module")
@@ -37,27 +37,27 @@ def test_stages_unfreeze_from_the_top_and_a_cut_run_continues_exactly(tmp_path, 
     votes = read_votes(data / "ferplus_votes.csv")
     config = recipe_config("t1", labels="mix", votes_weight=0.5, **TINY_T1)
     whole = train_classifier(train, config, tmp_path / "whole", verbose=0, votes=votes)
-    assert whole.history["stage"] == ["head", "head + top 1 block (top)", "head + top 2 blocks (stage7)",
-                                      "head + top 2 blocks (stage7)"]
+    assert whole.history["stage"] == ["head", "head + top 1 block (top)", "head + top 1 block (top)"]
     stages = whole.metadata.metrics["stages"]
-    assert [s["epochs"] for s in stages] == [1, 1, 2]
+    assert [s["epochs"] for s in stages] == [1, 2]
     assert stages[1]["learning_rate"] == pytest.approx(stages[0]["learning_rate"] * 0.3)
     assert "ImageNet" in whole.metadata.training_data["pretrained_base"]
     assert whole.metadata.metrics["selection_labels"] == "mix"
     assert whole.metadata.flip_tta is not None and len(whole.metadata.tta_rotations) == 0  # at most 2 views
 
-    # Cut at a stage boundary (before epoch 3's stage) and inside the last stage (before epoch 4).
-    for cut in (2, 3):
+    # Cut at a stage boundary (before the second stage), then again inside the last stage (before its second
+    # epoch): the run that ends is the one that never stopped.
+    for cut in (1, 2):
         with pytest.raises(Interrupted):
-            train_classifier(train, config, tmp_path / f"cut{cut}", verbose=0, votes=votes,
-                             callbacks=[interrupt_before_epoch(cut)], handover=tmp_path / f"handover{cut}.npz")
-        resumed = train_classifier(train, config, tmp_path / f"cut{cut}", verbose=0, votes=votes)
-        assert resumed.history["loss"] == pytest.approx(whole.history["loss"], rel=1e-5)
-        assert resumed.history["stage"] == whole.history["stage"]
+            train_classifier(train, config, tmp_path / "cut", verbose=0, votes=votes,
+                             callbacks=[interrupt_before_epoch(cut)], handover=tmp_path / "handover.npz")
+    resumed = train_classifier(train, config, tmp_path / "cut", verbose=0, votes=votes)
+    assert resumed.history["loss"] == pytest.approx(whole.history["loss"], rel=1e-5)
+    assert resumed.history["stage"] == whole.history["stage"]
 
 
 def test_votes_need_their_file_and_a_weight(tmp_path, data, capsys):
-    args = ["train", "--data", str(data), "--recipe", "t1", "--epochs", "4", "--out", str(tmp_path / "m.keras")]
+    args = ["train", "--data", str(data), "--recipe", "t1", "--epochs", "8", "--out", str(tmp_path / "m.keras")]
     assert main([*args, "--labels", "ferplus", "--votes", str(tmp_path / "none.csv")]) == 2
     assert "cannot be read" in capsys.readouterr().err
     assert main([*args, "--votes-weight", "0.3"]) == 2
@@ -83,3 +83,14 @@ def test_every_architecture_learns_from_the_votes(tmp_path, data, arch, capsys):
     else:
         assert any("labels: ferplus" in note for note in metadata.training_data["notes"])
     assert EMOTIONS == tuple(metadata.classes)
+
+
+def test_the_transfer_architecture_starts_from_imagenet_without_a_file(tmp_path, data, capsys):
+    out = tmp_path / "transfer.keras"
+    assert main(["train", "--data", str(data), "--arch", "transfer", "--epochs", "2", "--batch-size", "16",
+                 "--out", str(out)]) == 0
+    metadata = load_model(out).metadata
+    assert [s["stage"] for s in metadata.metrics["stages"]] == ["head", "head + top 1 block (top)"]
+    (note,) = [n for n in metadata.training_data["notes"] if n.startswith("pretrained base")]
+    assert "EfficientNet-Lite0 with ImageNet weights" in note and "96x96" in note
+    assert "head + top 1 block (top)" in capsys.readouterr().out  # each epoch's line names its stage
