@@ -410,3 +410,34 @@ def wait_for_labelled_face(page, camera_frame: np.ndarray, timeout: float = 90.0
         time.sleep(0.5)
     raise AssertionError(f"no labelled face in the received video within {timeout:.0f} s; faces figure {faces}, "
                          f"overlay evidence {evidence}")
+
+
+def page_script(monkeypatch, folders: dict[str, Path], timeout: float = 120):
+    """The page's script under Streamlit's AppTest (no browser, no camera: webrtc_streamer is a stand-in), with its
+    runs, models and uploads in `folders` (and the scorecard's datasets, if `folders` names them)."""
+    from types import SimpleNamespace
+
+    import streamlit_webrtc
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("FER_REALTIME_RUNS_DIR", str(folders["runs"]))
+    monkeypatch.setenv("FER_REALTIME_MODELS_DIR", str(folders["models"]))
+    monkeypatch.setenv("FER_REALTIME_UPLOADS_DIR", str(folders["uploads"]))
+    if "datasets" in folders:
+        monkeypatch.setenv("FER_REALTIME_DATASETS", str(folders["datasets"]))
+    monkeypatch.setattr(
+        streamlit_webrtc, "webrtc_streamer",
+        lambda **kwargs: SimpleNamespace(state=SimpleNamespace(playing=False, signalling=False)),
+    )
+    return AppTest.from_file(str(REPO_ROOT / "streamlit_app.py"), default_timeout=timeout)
+
+
+def write_run(runs_dir: Path, run_id: str, status: dict) -> Path:
+    """A stored training run (its request and status files) as the Training tab lists it."""
+    import json
+
+    run_dir = runs_dir / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "request.json").write_text(json.dumps({"dataset": "/data/faces", "name": status.get("name", "")}))
+    (run_dir / "status.json").write_text(json.dumps({"run_id": run_id, **status}))
+    return run_dir

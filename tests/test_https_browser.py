@@ -28,6 +28,7 @@ import pytest
 from browser_support import (
     FAKE_CAMERA_ARGS,
     REPO_ROOT,
+    StreamlitServer,
     assert_no_traceback,
     chromium_browser,
     free_port,
@@ -98,8 +99,9 @@ def test_run_app_sh_sends_https_runs_through_the_launcher():
 # ------------------------------------------------------------------------------------------------------------------
 
 
-class HttpsServer:
-    """`python -m webapp.https --https …` (what run_app.sh runs after its setup step) on a free port."""
+class HttpsServer(StreamlitServer):
+    """`python -m webapp.https --https …` (what run_app.sh runs after its setup step) on a free port; its log and
+    stop are StreamlitServer's."""
 
     def __init__(self, folder: Path):
         self.port = free_port()
@@ -136,20 +138,6 @@ class HttpsServer:
                     pass
             time.sleep(0.3)
         raise RuntimeError(f"no https answer within {timeout:.0f} s:\n{self.log()}")
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-6000:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
 
 
 def _network_address() -> str | None:

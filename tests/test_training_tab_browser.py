@@ -21,7 +21,6 @@ import os
 import signal
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -34,9 +33,11 @@ from browser_support import (
     chromium_browser,
     main_area,
     needs_browser,
+    page_script,
     selected_option,
     show_tab,
     wait_until_idle,
+    write_run,
 )
 from fer_realtime.core.labels import EMOTIONS
 from fer_realtime.training.jobs import ACTIVE_STATES, cancel_run, list_runs, run_status
@@ -377,16 +378,6 @@ def test_a_run_can_be_cancelled(page, folders, tiny_dataset, training_server):
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def _write_run(runs_dir: Path, run_id: str, status: dict) -> Path:
-    import json
-
-    run_dir = runs_dir / run_id
-    run_dir.mkdir(parents=True)
-    (run_dir / "request.json").write_text(json.dumps({"dataset": "/data/faces", "name": status.get("name", "")}))
-    (run_dir / "status.json").write_text(json.dumps({"run_id": run_id, **status}))
-    return run_dir
-
-
 def _finished_status(models_dir: Path) -> dict:
     classes = ["angry", "happy"]
     history = [
@@ -408,34 +399,18 @@ def _finished_status(models_dir: Path) -> dict:
             "pca": {"components": 40, "variance_retained": 0.9512}}
 
 
-def _app(monkeypatch, folders: dict[str, Path]):
-    import streamlit_webrtc
-    from streamlit.testing.v1 import AppTest
-
-    from browser_support import REPO_ROOT
-
-    monkeypatch.setenv("FER_REALTIME_RUNS_DIR", str(folders["runs"]))
-    monkeypatch.setenv("FER_REALTIME_MODELS_DIR", str(folders["models"]))
-    monkeypatch.setenv("FER_REALTIME_UPLOADS_DIR", str(folders["uploads"]))
-    monkeypatch.setattr(
-        streamlit_webrtc, "webrtc_streamer",
-        lambda **kwargs: SimpleNamespace(state=SimpleNamespace(playing=False, signalling=False)),
-    )
-    return AppTest.from_file(str(REPO_ROOT / "streamlit_app.py"), default_timeout=120)
-
-
 @pytest.fixture
 def stored(tmp_path) -> dict[str, Path]:
     return {"runs": tmp_path / "runs" / "training", "models": tmp_path / "models", "uploads": tmp_path / "uploads"}
 
 
 def test_stored_runs_are_listed_newest_first_with_results_and_errors(monkeypatch, stored):
-    _write_run(stored["runs"], "20250101-000000-x", _finished_status(stored["models"]))
-    _write_run(stored["runs"], "20250102-000000-y", {
+    write_run(stored["runs"], "20250101-000000-x", _finished_status(stored["models"]))
+    write_run(stored["runs"], "20250102-000000-y", {
         "state": "failed", "name": "stored failed run", "created": 1_700_100_000.0, "dataset": "/data/faces",
         "error": "Dataset /data/faces does not exist.",
     })
-    app = _app(monkeypatch, stored).run()
+    app = page_script(monkeypatch, stored).run()
     assert not app.exception, [e.message for e in app.exception]
     run_box = app.selectbox(key="train_run_choice")
     labels = list(run_box.options)  # as shown: name · state · time
@@ -457,7 +432,7 @@ def test_stored_runs_are_listed_newest_first_with_results_and_errors(monkeypatch
 
 
 def test_an_active_run_is_shown_instead_of_the_start_button(monkeypatch, stored):
-    _write_run(stored["runs"], "20250103-000000-z", {
+    write_run(stored["runs"], "20250103-000000-z", {
         "state": "running", "name": "stored active run", "created": time.time(), "started": time.time() - 5,
         "pid": os.getpid(),  # alive: this process stands in for the worker
         "phase": "training cnn", "dataset": "/data/faces",
@@ -466,7 +441,7 @@ def test_an_active_run_is_shown_instead_of_the_start_button(monkeypatch, stored)
         "history": [{"model": "cnn", "epoch": e, "stage": "", "train_accuracy": 0.3, "heldout_accuracy": 0.25,
                      "train_loss": 1.5, "heldout_loss": 1.6} for e in (1, 2)],
     })
-    app = _app(monkeypatch, stored).run()
+    app = page_script(monkeypatch, stored).run()
     assert not app.exception, [e.message for e in app.exception]
     assert not [b for b in app.button if b.label == "Start training"]
     assert [b.label for b in app.button if b.label == "Cancel"] == ["Cancel"]

@@ -7,43 +7,18 @@ import json
 import os
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
+from browser_support import page_script, write_run
 from fer_realtime.data.ferplus import VOTE_COLUMNS
 from helpers import save_tiny_model, write_class_folders, write_train_val
-
-
-def _app(monkeypatch, folders: dict[str, Path]):
-    import streamlit_webrtc
-    from streamlit.testing.v1 import AppTest
-
-    from browser_support import REPO_ROOT
-
-    monkeypatch.setenv("FER_REALTIME_RUNS_DIR", str(folders["runs"]))
-    monkeypatch.setenv("FER_REALTIME_MODELS_DIR", str(folders["models"]))
-    monkeypatch.setenv("FER_REALTIME_UPLOADS_DIR", str(folders["uploads"]))
-    monkeypatch.setenv("FER_REALTIME_DATASETS", str(folders["datasets"]))
-    monkeypatch.setattr(
-        streamlit_webrtc, "webrtc_streamer",
-        lambda **kwargs: SimpleNamespace(state=SimpleNamespace(playing=False, signalling=False)),
-    )
-    return AppTest.from_file(str(REPO_ROOT / "streamlit_app.py"), default_timeout=180)
 
 
 @pytest.fixture
 def folders(tmp_path) -> dict[str, Path]:
     return {"runs": tmp_path / "runs" / "training", "models": tmp_path / "models", "uploads": tmp_path / "uploads",
             "datasets": tmp_path / "datasets"}
-
-
-def _write_run(runs_dir: Path, run_id: str, status: dict) -> Path:
-    run_dir = runs_dir / run_id
-    run_dir.mkdir(parents=True)
-    (run_dir / "request.json").write_text(json.dumps({"dataset": "/data/faces", "name": status.get("name", "")}))
-    (run_dir / "status.json").write_text(json.dumps({"run_id": run_id, **status}))
-    return run_dir
 
 
 def _votes_for(root: Path) -> None:
@@ -57,7 +32,7 @@ def _votes_for(root: Path) -> None:
 
 def test_transfer_says_what_it_loads_and_labels_offer_the_votes(monkeypatch, folders, tmp_path):
     data = write_train_val(tmp_path / "faces", train_per_class=2, val_per_class=1)
-    app = _app(monkeypatch, folders).run()
+    app = page_script(monkeypatch, folders, timeout=180).run()
     app.text_input(key="train_dataset_path").set_value(str(data)).run()
     app = app.button(key="train_load_path").click().run()
     assert not app.exception, [e.message for e in app.exception]
@@ -82,7 +57,7 @@ def test_transfer_says_what_it_loads_and_labels_offer_the_votes(monkeypatch, fol
 
 def test_the_live_chart_marks_where_each_stage_begins(monkeypatch, folders):
     stages = ["head", "head", "head + top 1 block (top)", "head + top 2 blocks (stage7)"]
-    _write_run(folders["runs"], "20250103-000000-z", {
+    write_run(folders["runs"], "20250103-000000-z", {
         "state": "running", "name": "transfer run", "created": time.time(), "started": time.time() - 5,
         "pid": os.getpid(), "phase": "training transfer", "dataset": "/data/faces",
         "progress": {"arch": "transfer", "arch_index": 0, "archs": 1, "epoch": 4, "epochs": 6, "batch": 3,
@@ -90,7 +65,7 @@ def test_the_live_chart_marks_where_each_stage_begins(monkeypatch, folders):
         "history": [{"model": "transfer", "epoch": e, "stage": s, "train_accuracy": 0.3, "heldout_accuracy": 0.25,
                      "train_loss": 1.5, "heldout_loss": 1.6} for e, s in enumerate(stages, start=1)],
     })
-    app = _app(monkeypatch, folders).run()
+    app = page_script(monkeypatch, folders, timeout=180).run()
     assert not app.exception, [e.message for e in app.exception]
     specs = [json.loads(chart.proto.spec) for chart in app.get("vega_lite_chart")]
     accuracy = [s for s in specs if "transfer stage begins" in json.dumps(s.get("title", ""))]
@@ -106,13 +81,13 @@ def test_a_finished_runs_models_get_the_scorecard(monkeypatch, folders, tmp_path
     write_class_folders(datasets / "ckplus48", {"anger": 1, "happy": 2})
     model = save_tiny_model(folders["models"] / "run-cnn.keras")
     monkeypatch.setenv("FER_REALTIME_MODEL", str(save_tiny_model(tmp_path / "shipped.keras")))
-    run_dir = _write_run(folders["runs"], "20250101-000000-x", {
+    run_dir = write_run(folders["runs"], "20250101-000000-x", {
         "state": "finished", "name": "finished run", "created": 1_700_000_000.0, "started": 1_700_000_000.0,
         "finished": 1_700_000_060.0, "dataset": "/data/faces", "history": [],
         "results": {"cnn": {"heldout_accuracy": 0.5, "classes": [], "confusion": [], "per_class": {}, "seconds": 1,
                             "model_path": str(model), "notes": []}},
     })
-    app = _app(monkeypatch, folders).run()
+    app = page_script(monkeypatch, folders, timeout=180).run()
     assert not app.exception, [e.message for e in app.exception]
     app = app.button(key="scorecard_20250101-000000-x").click().run()
     assert not app.exception, [e.message for e in app.exception]
@@ -122,6 +97,6 @@ def test_a_finished_runs_models_get_the_scorecard(monkeypatch, folders, tmp_path
     assert "val original (n 4): accuracy" in figures and "CK+48 (n 3): share read as neutral" in figures
     assert any(f.startswith("val FER+ (n 4)") for f in figures) and "GMAC per face" in figures
     assert (run_dir / "scorecard.json").is_file()  # measured once, shown again without measuring
-    app = _app(monkeypatch, folders).run()
+    app = page_script(monkeypatch, folders, timeout=180).run()
     assert [t for t in app.table if "run-cnn.keras" in t.value.columns]
     assert not [b for b in app.button if b.key == "scorecard_20250101-000000-x"]
