@@ -64,6 +64,8 @@ def test_votes_need_their_file_and_a_weight(tmp_path, data, capsys):
     assert "--votes-weight goes with --labels mix" in capsys.readouterr().err
     assert main([*args, "--arch", "rnn"]) == 2
     assert "trains a transfer model" in capsys.readouterr().err
+    assert main([*args, "--transfer-base", "fer"]) == 2
+    assert "starts from ImageNet efficientnet_lite0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("arch", ["cnn", "rnn"])

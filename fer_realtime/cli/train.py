@@ -57,6 +57,9 @@ def _arch_and_recipe(args) -> tuple[str, str | None]:
     recipe_arch = TRANSFER_RECIPE_ARCH if args.recipe and RECIPES[args.recipe].get("arch") else "cnn"
     if args.recipe and args.arch and args.arch != recipe_arch:
         raise FerError(f"--recipe {args.recipe} trains a {recipe_arch} model, not {args.arch}.")
+    if recipe_arch == TRANSFER_RECIPE_ARCH and (args.transfer_base != PACKAGED_BASE or args.transfer_weights):
+        raise FerError(f"--recipe {args.recipe} starts from ImageNet {PACKAGED_BASE} (no weights file); leave out "
+                       "--transfer-base and --transfer-weights, or train --arch transfer without a recipe.")
     arch = args.arch or recipe_arch
     return arch, args.recipe or ("v2" if arch == "cnn" else None)
 
