@@ -37,9 +37,12 @@ def _training_speed(model, blocks, names, unfrozen: int | None, x, y, batches: i
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy")
     model.fit(x[:128], y[:128], batch_size=64, epochs=1, verbose=0)  # traced and warm
     count = 64 * batches
-    started = time.perf_counter()
-    model.fit(x[:count], y[:count], batch_size=64, epochs=1, verbose=0)
-    return count / (time.perf_counter() - started)
+    best = float("inf")
+    for _ in range(2):  # the faster of two: a moment of load elsewhere on the machine should not count
+        started = time.perf_counter()
+        model.fit(x[:count], y[:count], batch_size=64, epochs=1, verbose=0)
+        best = min(best, time.perf_counter() - started)
+    return count / best
 
 
 def _ms_per_face(content: bytes, x: np.ndarray, batch: int, runs: int = 30) -> float:
@@ -61,7 +64,7 @@ def _ms_per_face(content: bytes, x: np.ndarray, batch: int, runs: int = 30) -> f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="64,80,96,112")
-    parser.add_argument("--batches", type=int, default=12, help="timed training batches of 64 per mode and size")
+    parser.add_argument("--batches", type=int, default=16, help="timed training batches of 64 per mode and size")
     parser.add_argument("--data", default="../shared/datasets/fer2013")
     args = parser.parse_args()
     faces = load_class_folders(f"{args.data}/val")
