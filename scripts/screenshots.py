@@ -9,7 +9,8 @@ portrait, and opens the tabs:
 - photos.png: the Photos tab with one photo of the astronaut and FER2013 `val/` faces (the astronaut alone when
   ../shared/datasets/fer2013 is absent);
 - training.png: the Training tab's accuracy-per-epoch chart after a short run (a CNN from scratch, and transfer
-  learning from the shipped model) on a small sample of FER2013 (or generated faces without it).
+  learning from the page's default base, ImageNet EfficientNet-Lite0, its stages marked) on a small sample of
+  FER2013 (or generated faces without it).
 Each PNG is optimised (and reduced to 256 colours if still over 300 KB). Needs the dev requirements (playwright)
 and Debian's chromium. Takes a few minutes on two cores.
 """
@@ -253,7 +254,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
     parser.add_argument("--epochs", type=int, default=10, help="of the training run shown (default 10)")
     parser.add_argument("--archs", default="cnn,transfer", help="the models of the training run shown (default "
-                        "cnn,transfer: from scratch, and from the shipped model)")
+                        "cnn,transfer: from scratch, and from ImageNet EfficientNet-Lite0)")
     args = parser.parse_args(argv)
     wanted = {s.strip() for s in args.only.split(",") if s.strip()}
     args.out.mkdir(parents=True, exist_ok=True)
