@@ -34,7 +34,8 @@ def _child(args) -> dict:
     from fer_realtime.core.errors import FerError
     from fer_realtime.data.dataset import FaceArrays, stratified_split
     from fer_realtime.data.loader import load_dataset
-    from fer_realtime.training.trainer import recipe_config, train_classifier
+    from fer_realtime.training.recipes import recipe_config
+    from fer_realtime.training.trainer import train_classifier
 
     try:
         from fer_realtime.training.devices import training_strategy

@@ -99,7 +99,8 @@ def _train_tiny(argv: list[str]) -> None:
     from fer_realtime.core.preprocessing import normalize
     from fer_realtime.data.dataset import train_heldout_split
     from fer_realtime.data.loader import load_dataset
-    from fer_realtime.training.trainer import recipe_config, train_classifier
+    from fer_realtime.training.recipes import recipe_config
+    from fer_realtime.training.trainer import train_classifier
 
     class Stop(Exception):
         pass

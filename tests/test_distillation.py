@@ -10,7 +10,8 @@ from fer_realtime.data.dataset import stratified_split
 from fer_realtime.data.loader import load_dataset
 from fer_realtime.training.distillation import TARGETS, Teacher, distillation_targets
 from fer_realtime.training.run_state import load_state
-from fer_realtime.training.trainer import recipe_config, train_classifier
+from fer_realtime.training.recipes import recipe_config
+from fer_realtime.training.trainer import train_classifier
 from helpers import Interrupted, interrupt_before_epoch, write_train_val
 
 TINY = dict(epochs=2, batch_size=16, stage_filters=(8, 16), convs_per_stage=(1, 1))

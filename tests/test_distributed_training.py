@@ -21,8 +21,8 @@ from fer_realtime.cli.main import main
 from fer_realtime.core.errors import FerError
 from fer_realtime.core.model_file import load_model
 from fer_realtime.training.run_state import STATE_FILE, load_state
-from fer_realtime.training.trainer import (TrainConfig, _same_config, _validation_batch_size, recipe_config,
-                                           scaled_learning_rate)
+from fer_realtime.training.recipes import TrainConfig, recipe_config, scaled_learning_rate
+from fer_realtime.training.trainer import _same_config, _validation_batch_size
 from serve_support import free_port
 
 TIMEOUT_S = 300  # per run: several times its normal length, so only a hang hits it
@@ -136,7 +136,8 @@ def test_a_run_started_on_one_device_continues_on_two(small_csv, tmp_path):
 REPLICA_CHECK = """
 import numpy as np, tensorflow as tf
 from fer_realtime.training.devices import decorrelate_random_layers, replica_statistics_averager, training_strategy
-from fer_realtime.training.trainer import build_model, recipe_config
+from fer_realtime.training.recipes import recipe_config
+from fer_realtime.training.trainer import build_model
 placement = training_strategy(2, 8)
 with placement.scope():
     model = build_model(recipe_config("v2"), (48, 48, 1), 7)

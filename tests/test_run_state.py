@@ -7,7 +7,8 @@ from fer_realtime.cli.main import main
 from fer_realtime.core.errors import FerError
 from fer_realtime.data.loader import load_dataset
 from fer_realtime.training.run_state import STATE_FILE, RunState, load_state, newest_state, runs_root, save_state
-from fer_realtime.training.trainer import recipe_config, train_classifier
+from fer_realtime.training.recipes import recipe_config
+from fer_realtime.training.trainer import train_classifier
 from helpers import Interrupted, interrupt_before_epoch, write_train_val
 
 TINY = dict(epochs=3, batch_size=16, stage_filters=(8, 16), convs_per_stage=(1, 1))

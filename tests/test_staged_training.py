@@ -11,7 +11,8 @@ from fer_realtime.core.labels import EMOTIONS
 from fer_realtime.core.model_file import load_model
 from fer_realtime.data.ferplus import VOTE_COLUMNS, read_votes
 from fer_realtime.data.loader import load_dataset
-from fer_realtime.training.trainer import recipe_config, train_classifier
+from fer_realtime.training.recipes import recipe_config
+from fer_realtime.training.trainer import train_classifier
 from helpers import Interrupted, interrupt_before_epoch, write_train_val
 
 # Lite0 at 32 px (the smallest it takes): stages head (1 epoch), then + top for the rest (2 epochs).
@@ -96,3 +97,16 @@ def test_the_transfer_architecture_starts_from_imagenet_without_a_file(tmp_path,
     (note,) = [n for n in metadata.training_data["notes"] if n.startswith("pretrained base")]
     assert "EfficientNet-Lite0 with ImageNet weights" in note and "96x96" in note
     assert "head + top 1 block (top)" in capsys.readouterr().out  # each epoch's line names its stage
+
+
+def test_recipe_t2_unfreezes_the_whole_backbone_one_stage_at_a_time():
+    from fer_realtime.training.trainer import _plan_stages, build_network
+
+    config = recipe_config("t2", image_size=32, epochs=14)
+    _, transfer = build_network(config, (48, 48, 1), len(EMOTIONS))
+    stages = _plan_stages(config, transfer)
+    assert [s.epochs for s in stages] == [2, 1, 1, 1, 1, 1, 1, 1, 1, 4]
+    assert [s.name.rsplit("(", 1)[-1].rstrip(")") for s in stages[1:]] == [
+        "top", "stage7", "stage6", "stage5", "stage4", "stage3", "stage2", "stage1", "stem"]
+    assert stages[-1].frozen_layers == () and "stem_conv" in stages[-1].trainable_layers
+    assert stages[5].name.endswith("(stage4)") and "stage3_block1_expand_conv" in stages[5].frozen_layers

@@ -4,7 +4,8 @@ import numpy as np
 
 from fer_realtime.cli.main import main
 from fer_realtime.core.model_file import load_model
-from fer_realtime.training.trainer import build_model, class_weights, recipe_config
+from fer_realtime.training.recipes import recipe_config
+from fer_realtime.training.trainer import build_model, class_weights
 from helpers import write_class_folders
 
 

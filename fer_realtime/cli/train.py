@@ -16,7 +16,8 @@ from ..training.architectures import PACKAGED_BASE
 from ..training.experiments import ARCHITECTURES, ExperimentConfig
 from ..training.jobs import execute_run, prepare_run_dir, read_json
 from ..training.run_state import end_run, runs_root
-from ..training.trainer import RECIPES, recipe_config, train_classifier
+from ..training.recipes import RECIPES, recipe_config
+from ..training.trainer import train_classifier
 from .saving import int8_copy_reported, save_with_heldout_metrics
 
 
@@ -181,11 +182,12 @@ def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model on a dataset of class folders")
     p.add_argument("--data", required=True, help="folder of class folders, or a root with train/ and val/")
     p.add_argument("--arch", default=None, choices=["cnn", "rnn", "transfer"],
-                   help="default: cnn, or the recipe's (t1: transfer)")
+                   help="default: cnn, or the recipe's (t1, t2: transfer)")
     p.add_argument("--recipe", default=None, choices=list(RECIPES),
-                   help="the training recipe (fer_realtime.training.trainer.RECIPES), with a selection split, the best "
+                   help="the training recipe (fer_realtime.training.recipes.RECIPES), with a selection split, the best "
                         "epoch kept and a resumable run: v1-v5 for cnn (default v2; v1 made the first shipped model), "
-                        "t1 for transfer (ImageNet EfficientNet-Lite0 in stages). Without it, transfer and rnn train "
+                        "t1 and t2 for transfer (ImageNet EfficientNet-Lite0 in stages, unfrozen down to stage 4 or to the "
+                        "stem). Without it, transfer and rnn train "
                         "for a fixed number of epochs, measured on the held-out data after each")
     _add_training_options(p, epochs=40, batch_help=(
         "cnn: the global batch, split evenly across all devices (it must divide by their number); the recipe's "
