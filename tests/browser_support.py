@@ -207,18 +207,19 @@ def running_server(log_path: Path, env: dict | None = None, cwd: Path | None = N
 
 @contextlib.contextmanager
 def app_page(browser, url: str, width: int = 1400, height: int = 1000):
-    """The page in a fresh browser context (a new Streamlit session), once its title is shown. The messages the
-    page sends to the server (reruns) are counted, for show_tab."""
+    """The page in a fresh browser context (a new Streamlit session), once its title is shown. Whether the live
+    stream's component has reported its state to the server yet is noted, for show_tab."""
     context = browser.new_context(viewport={"width": width, "height": height})
     try:
         page = context.new_page()
         page.set_default_timeout(60_000)
-        page.fer_messages_sent = 0
+        page.fer_live_component_reported = False
 
-        def count(_payload) -> None:
-            page.fer_messages_sent += 1
+        def note_report(payload) -> None:  # a message to the server that carries the component's widget state
+            if LIVE_COMPONENT_KEY in (payload if isinstance(payload, bytes) else payload.encode()):
+                page.fer_live_component_reported = True
 
-        page.on("websocket", lambda socket: socket.on("framesent", count))
+        page.on("websocket", lambda socket: socket.on("framesent", note_report))
         page.goto(url)
         page.get_by_role("heading", name="fer-realtime").wait_for()
         yield page
@@ -229,18 +230,18 @@ def app_page(browser, url: str, width: int = 1400, height: int = 1000):
 def show_tab(page, name: str) -> None:
     """Open a tab of the page (a page from app_page) and wait for the rerun that may come with it.
 
-    The first time a page leaves the Live tab, streamlit-webrtc's component (hidden with it) reports its state,
-    which reruns the script: a click or a file that landed in that rerun was lost (a Load click in the Training
-    tab, Process in the Video tab). So: the component is up first, then the tab, then its rerun, if it comes
-    (at once, as measured), is waited out.
+    streamlit-webrtc's component (on the Live tab) reports its state to the server once it is up, which reruns the
+    script: a click or a file that landed in that rerun was lost (a Load click in the Training tab, Process in the
+    Video tab). So, leaving the Live tab: the component is up first, then the tab, then its report, unless it came
+    already (it is sent as the component's button shows, just before or after), and the rerun are waited out.
+    (Waiting for any message in the 3 s after the click, as this did before, waited the whole 3 s when it had.)
     """
     leaving_live = page.get_by_role("tab", name="Live").get_attribute("aria-selected") == "true"
     if leaving_live:
         webrtc_frame(page).get_by_role("button").first.wait_for(state="attached", timeout=120_000)
-    before = page.fer_messages_sent
     page.get_by_role("tab", name=name).click()
     deadline = time.monotonic() + (3.0 if leaving_live else 0.0)
-    while page.fer_messages_sent == before and time.monotonic() < deadline:
+    while not page.fer_live_component_reported and time.monotonic() < deadline:
         time.sleep(0.05)
     wait_until_idle(page)
 
@@ -288,6 +289,9 @@ def choose_option(page, label: str, option: str, scope=None, exact: bool = True,
     wanted = page.get_by_role("option", name=option, exact=True) if exact else (
         page.get_by_role("option").filter(has_text=option).first)
     for attempt in range(4):  # a rerun that lands while the list opens closes it again: retry
+        # in view first: the scroll a click makes to reach a box below the fold closed the list it opened (each
+        # such choice waited out the 5 s below and a retry)
+        box.scroll_into_view_if_needed()
         box.click()
         try:
             wanted.click(timeout=5_000)
@@ -318,6 +322,7 @@ def error_messages(scope) -> list[str]:
 # --------------------------------------------------------------------------------------------------------------
 
 WEBRTC_IFRAME = 'iframe[title="streamlit_webrtc.component.webrtc_streamer"]'
+LIVE_COMPONENT_KEY = b"fer-live"  # the key webapp/live_tab.py gives webrtc_streamer: in its widget id
 GRAB_FRAME_JS = """(video) => {
     if (!video.videoWidth || video.readyState < 2) return null;
     const canvas = document.createElement('canvas');

@@ -1,6 +1,7 @@
 """What the data-parallel training tests share: a small learnable FER2013-format CSV, its held-out part as class
 folders, and a training run in a process of its own (TensorFlow's devices are fixed when it starts), either through
-the train command or, for runs that need many cheap steps, through train_classifier with a tiny network:
+the train command or, for runs that need many cheap steps, through train_classifier with a tiny network (train_tiny;
+on one device it may run in the test's own process):
 
     python tests/distributed_support.py --data small.csv --devices 2 --epochs 3 --batch-size 8 --run-dir RUN
         --result result.json [--stop-before-epoch N] [--resume]
@@ -82,18 +83,10 @@ def finish(processes: list[subprocess.Popen], timeout: float) -> list[tuple[int,
     return results
 
 
-def _train_tiny(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--devices", type=int, default=1)
-    parser.add_argument("--epochs", type=int, required=True)
-    parser.add_argument("--batch-size", type=int, required=True)
-    parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--result", required=True)
-    parser.add_argument("--stop-before-epoch", type=int, default=None)
-    parser.add_argument("--resume", action="store_true")
-    args = parser.parse_args(argv)
-
+def train_tiny(data, epochs: int, batch_size: int, run_dir, result_file, devices: int = 1,
+               stop_before_epoch: int | None = None, resume: bool = False) -> None:
+    """The tiny network's run through train_classifier; what it did goes to the JSON file `result_file`. Runs on
+    several devices need a process of their own (the command line below); a run on one device may be this process."""
     import keras
 
     from fer_realtime.core.preprocessing import normalize
@@ -107,22 +100,37 @@ def _train_tiny(argv: list[str]) -> None:
 
     class StopBeforeEpoch(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            if epoch == args.stop_before_epoch:
+            if epoch == stop_before_epoch:
                 raise Stop()
 
-    train, heldout, _ = train_heldout_split(load_dataset(args.data))
-    config = recipe_config("v2", epochs=args.epochs, batch_size=args.batch_size, flip_tta=False, **TINY_NETWORK)
+    train, heldout, _ = train_heldout_split(load_dataset(data))
+    config = recipe_config("v2", epochs=epochs, batch_size=batch_size, flip_tta=False, **TINY_NETWORK)
     try:
-        result = train_classifier(train, config, args.run_dir, devices=args.devices, resume=args.resume,
+        result = train_classifier(train, config, run_dir, devices=devices, resume=resume,
                                   callbacks=[StopBeforeEpoch()])
     except Stop:
-        Path(args.result).write_text(json.dumps({"stopped": True}))
+        Path(result_file).write_text(json.dumps({"stopped": True}))
         return
     predicted = result.model.predict(normalize(heldout.images, result.metadata.preprocessing), verbose=0).argmax(1)
-    Path(args.result).write_text(json.dumps({
+    Path(result_file).write_text(json.dumps({
         "stopped": False, "history": result.history, "heldout_accuracy": float(np.mean(predicted == heldout.labels)),
         "n_heldout": len(heldout), "learning_rate": config.learning_rate,
     }))
+
+
+def _train_tiny(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--devices", type=int, default=1)
+    parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--batch-size", type=int, required=True)
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--result", required=True)
+    parser.add_argument("--stop-before-epoch", type=int, default=None)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    train_tiny(args.data, args.epochs, args.batch_size, args.run_dir, args.result, devices=args.devices,
+               stop_before_epoch=args.stop_before_epoch, resume=args.resume)
 
 
 if __name__ == "__main__":

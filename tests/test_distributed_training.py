@@ -1,11 +1,12 @@
 """`train --devices N` and TF_CONFIG: data-parallel training on logical CPU devices and on two local workers.
 
-TensorFlow's devices are fixed when it starts, so every training run here is a process of its own (started side by
-side where they are independent), each with a timeout, so that a hung collective fails the test. The recipe networks
-are slow on a 2-core CPU, so the runs are a few dozen steps: enough for the training accuracy to leave chance (1/3)
-far behind, not for the held-out accuracy. Batch normalisation's moving statistics (momentum 0.99) are still mostly
-their initial values after so few steps, and until they settle a network's inference-mode predictions collapse onto
-one class; the held-out figures are compared between device counts only as figures both runs measured alike.
+TensorFlow's devices are fixed when it starts, so every training run on several devices (and the one-device run
+compared with one) is a process of its own (started side by side where they are independent), each with a timeout,
+so that a hung collective fails the test. The recipe networks are slow on a 2-core CPU, so the runs are a few dozen
+steps: enough for the training accuracy to leave chance (1/3) far behind, not for the held-out accuracy. Batch
+normalisation's moving statistics (momentum 0.99) are still mostly their initial values after so few steps, and until
+they settle a network's inference-mode predictions collapse onto one class; the held-out figures are compared between
+device counts only as figures both runs measured alike.
 """
 
 import json
@@ -16,7 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from distributed_support import environment, finish, start, write_fer_csv, write_heldout_folders
+from distributed_support import environment, finish, start, train_tiny, write_fer_csv, write_heldout_folders
 from fer_realtime.cli.main import main
 from fer_realtime.core.errors import FerError
 from fer_realtime.core.model_file import load_model
@@ -110,13 +111,13 @@ def test_two_workers_train_one_network_and_only_the_chief_writes_it(small_csv, t
 
 def test_a_run_started_on_one_device_continues_on_two(small_csv, tmp_path):
     """Through train_classifier with a tiny network (tests/distributed_support.py): a run stopped after its first
-    epoch on one device, continued on two from the state it saved."""
+    epoch on one device (in this process: one device needs no process of its own), continued on two from the state
+    it saved."""
     run_dir, env = tmp_path / "run", environment(tmp_path / "runs")
+    train_tiny(small_csv, 2, int(BATCH), run_dir, tmp_path / "a.json", stop_before_epoch=1)
+    assert json.loads((tmp_path / "a.json").read_text())["stopped"]
     tiny = ["tests/distributed_support.py", "--data", str(small_csv), "--epochs", "2", "--batch-size", BATCH,
             "--run-dir", str(run_dir)]
-    [(code, output)] = finish([start([*tiny, "--result", str(tmp_path / "a.json"), "--stop-before-epoch", "1"],
-                                     env)], TIMEOUT_S)
-    assert code == 0 and json.loads((tmp_path / "a.json").read_text())["stopped"], output
     first = load_state(run_dir / STATE_FILE)
     assert first.epochs_done == 1 and int(first.optimizer_variables[0]) == 6  # 81 images, one device: 6 steps
 

@@ -88,18 +88,14 @@ def test_a_run_folder_of_another_config_is_refused(tmp_path, tiny_train):
         train_classifier(tiny_train, recipe_config("v4", **TINY), tmp_path / "empty", verbose=0, resume=True)
 
 
-def test_train_command_hands_over_and_cleans_up(tmp_path, capsys):
-    data = write_train_val(tmp_path / "data", train_per_class=10)
-    out, handover = tmp_path / "models" / "tiny.keras", tmp_path / "campaign" / "tiny.state.npz"
-    args = ["train", "--data", str(data), "--epochs", "2", "--batch-size", "16", "--out", str(out),
-            "--cache-dir", str(tmp_path / "cache"), "--handover", str(handover)]
-    assert main([*args, "--resume"]) == 2
-    assert "Nothing to resume" in capsys.readouterr().err
-    assert main([*args, "--verbose"]) == 0
-    printed = capsys.readouterr().out
-    assert f"run state in {runs_root() / 'tiny'}" in printed and "epoch 2/2" in printed
-    assert out.exists() and not handover.exists() and not (runs_root() / "tiny" / STATE_FILE).exists()
+def test_train_command_hands_over_and_cleans_up(model_made_by_train, capsys):
+    made = model_made_by_train
+    printed = made.printed
+    assert f"run state in {made.runs_root / 'tiny'}" in printed and "epoch 2/2" in printed
+    assert made.out.exists() and not made.handover.exists() and not (made.runs_root / "tiny" / STATE_FILE).exists()
     assert "calibration on the selection split: temperature" in printed
+    assert main([*made.args, "--resume"]) == 2  # the handover file is gone, and this test's runs folder is empty
+    assert "Nothing to resume" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -127,14 +127,17 @@ def test_the_client_does_not_import_ray():
     assert run.stdout.strip() == "False", run.stdout + run.stderr
 
 
-def test_serve_refuses_a_busy_port():
+def test_serve_refuses_a_busy_port(capsys):
+    from fer_realtime.cli.main import main
+
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        run = subprocess.run([sys.executable, "-m", "fer_realtime", "serve", "--port", str(busy.getsockname()[1])],
-                             cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2, run.stdout + run.stderr
-    assert "Cannot listen on 127.0.0.1" in run.stderr
+        # in this process: the port is checked before any Ray process starts
+        code = main(["serve", "--port", str(busy.getsockname()[1])])
+    captured = capsys.readouterr()
+    assert code == 2, captured.out + captured.err
+    assert "Cannot listen on 127.0.0.1" in captured.err
 
 
 def test_info_describes_the_served_model(server, engine):

@@ -16,14 +16,8 @@ def test_class_weights_favour_rare_classes():
     assert class_weights(labels, 3, power=0.0) == {0: 1.0, 1: 1.0, 2: 1.0}
 
 
-def test_tiny_end_to_end_training_run(tmp_path, capsys):
-    counts = {name: 10 for name in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")}
-    write_class_folders(tmp_path / "data" / "train", counts, seed=1)
-    write_class_folders(tmp_path / "data" / "val", {k: 3 for k in counts}, seed=2)
-    out = tmp_path / "models" / "tiny.keras"
-    code = main(["train", "--data", str(tmp_path / "data"), "--epochs", "2", "--batch-size", "16",
-                 "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
-    assert code == 0
+def test_tiny_end_to_end_training_run(model_made_by_train):
+    out = model_made_by_train.out
     loaded = load_model(out)
     assert "val" in loaded.metadata.metrics["heldout_data"]
     assert 0.0 <= loaded.metadata.metrics["heldout_accuracy"] <= 1.0

@@ -1,5 +1,6 @@
 """Many videos: planning the outputs, and the `video` command on a folder with Ray workers (the Ray runs are
-subprocesses, so each starts and stops its own local Ray instance)."""
+subprocesses, so each starts and stops its own local Ray instance; runs that start no Ray, the sequential references
+and reruns with nothing left to do, are the command in this process)."""
 
 import csv
 import os
@@ -28,6 +29,15 @@ def run_cli(*args, timeout=300, cwd=None, env=None):
            "print('ray imported' if 'ray' in sys.modules else 'no ray', file=sys.stderr); sys.exit(rc)"
     return subprocess.run([sys.executable, "-c", code, "video", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd or ROOT, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})})
+
+
+def run_here(capsys, *args) -> tuple[int, str]:
+    """The `video` command in this process (no interpreter and TensorFlow to start): its exit code and printout."""
+    from fer_realtime.cli.main import main
+
+    capsys.readouterr()
+    code = main(["video", *map(str, args)])
+    return code, capsys.readouterr().out
 
 
 def touch(path: Path) -> Path:
@@ -93,16 +103,16 @@ def test_bad_options_are_one_sentence(tmp_path, args, message, capsys):
     assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
 
 
-def test_one_file_without_workers_runs_here_without_ray(tmp_path):
+def test_one_file_without_workers_runs_here_without_ray(tmp_path, capsys):
     write_clip(tmp_path / "a.avi", frames=6)
     done = run_cli(tmp_path / "a.avi", "--csv-dir", tmp_path / "out", "--quiet")
     assert done.returncode == 0, done.stderr
     assert "no ray" in done.stderr and (tmp_path / "out" / "a.csv").is_file()
-    again = run_cli(tmp_path / "a.avi", "--csv-dir", tmp_path / "out", "--quiet")
-    assert again.returncode == 0 and "already done" in again.stdout
+    code, printed = run_here(capsys, tmp_path / "a.avi", "--csv-dir", tmp_path / "out", "--quiet")
+    assert code == 0 and "already done" in printed
 
 
-def test_a_folder_on_two_ray_workers_gives_the_sequential_timelines(tmp_path):
+def test_a_folder_on_two_ray_workers_gives_the_sequential_timelines(tmp_path, capsys):
     clips = tmp_path / "clips"
     write_clip(touch(clips / "a.avi"), frames=24)
     write_clip(touch(clips / "b.avi"), frames=18, shift=5)
@@ -110,8 +120,7 @@ def test_a_folder_on_two_ray_workers_gives_the_sequential_timelines(tmp_path):
     (clips / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 300)  # an mp4 header, no movie
 
     sequential = tmp_path / "sequential.csv"
-    alone = run_cli(clips / "a.avi", "--csv", sequential, "--quiet")
-    assert alone.returncode == 0, alone.stderr
+    assert run_here(capsys, clips / "a.avi", "--csv", sequential, "--quiet")[0] == 0
 
     first = run_cli(clips, "--csv-dir", tmp_path / "out", "--workers", "2")
     assert first.returncode == 1, first.stderr  # one file failed, the others finished
@@ -131,13 +140,14 @@ def test_a_folder_on_two_ray_workers_gives_the_sequential_timelines(tmp_path):
     bars = [line for line in first.stderr.splitlines() if line.startswith("[") and " videos" in line]
     assert bars and bars[-1].endswith("] 54/54 frames, 4/4 videos, 1 failed"), bars[-3:]
 
+    # nothing left to run (the broken file fails before any worker would start): no Ray instance, so in this process
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.csv")}
-    rerun = run_cli(clips, "--csv-dir", out, "--workers", "2", "--quiet")
-    assert rerun.returncode == 1 and "0 done, 3 skipped (already done), 1 failed" in rerun.stdout
+    code, printed = run_here(capsys, clips, "--csv-dir", out, "--workers", "2", "--quiet")
+    assert code == 1 and "0 done, 3 skipped (already done), 1 failed" in printed
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.csv")} == stamps
 
 
-def test_an_existing_ray_cluster_runs_the_videos(tmp_path):
+def test_an_existing_ray_cluster_runs_the_videos(tmp_path, capsys):
     """`--address`: a cluster started with `ray start --head` (its own session folder, stopped by its processes)."""
     clips = tmp_path / "clips"
     write_clip(touch(clips / "a.avi"), frames=12)
@@ -152,6 +162,8 @@ def test_an_existing_ray_cluster_runs_the_videos(tmp_path):
          f"--temp-dir={ray_dir}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **auth})
     try:
+        # the sequential reference, in this process while the head starts
+        assert run_here(capsys, clips / "b.avi", "--csv", tmp_path / "b.csv", "--quiet")[0] == 0
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             with socket.socket() as probe:
@@ -161,17 +173,16 @@ def test_an_existing_ray_cluster_runs_the_videos(tmp_path):
             time.sleep(0.5)
         else:
             pytest.fail("the Ray head did not listen within 90 s")
-        sequential = run_cli(clips / "b.avi", "--csv", tmp_path / "b.csv", "--quiet")
         on_cluster = run_cli(clips, "--csv-dir", tmp_path / "out", "--address", f"127.0.0.1:{port}", "--quiet",
                              env=auth)
-        assert sequential.returncode == 0 and on_cluster.returncode == 0, on_cluster.stderr
+        assert on_cluster.returncode == 0, on_cluster.stderr
         assert f"on Ray (127.0.0.1:{port}): 2 done" in on_cluster.stdout
         assert (tmp_path / "out" / "b.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
         assert len((tmp_path / "out" / "a.csv").read_text().splitlines()) > 1
     finally:
         # `ray start --block` takes its processes down gracefully, one after another, over about 30 s once a job has
-        # run; this cluster has nothing to keep, so what is left after 5 s is killed.
-        stop_session(head, ray_dir, timeout=5)
+        # run; this cluster has nothing to keep, so what is left after a second is killed.
+        stop_session(head, ray_dir, timeout=1)
         shutil.rmtree(ray_dir, ignore_errors=True)
 
 

@@ -10,18 +10,14 @@ from fer_realtime.cli.main import main
 from fer_realtime.core.model_file import load_model
 from fer_realtime.training.architectures import CNNConfig, build_cnn
 from fer_realtime.training.weight_averaging import _averaging_callback, recompute_batch_norm_statistics
-from helpers import save_tiny_model, write_train_val
+from helpers import save_tiny_model
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A model made by `train` (1 epoch) on a small synthetic dataset: (dataset root, model file)."""
-    root = tmp_path_factory.mktemp("averaging")
-    data = write_train_val(root / "data", train_per_class=10)
-    out = root / "base.keras"
-    assert main(["train", "--data", str(data), "--epochs", "1", "--batch-size", "16", "--out", str(out),
-                 "--cache-dir", str(root / "cache")]) == 0
-    return data, out
+def trained(model_made_by_train):
+    """A model made by `train` on a small synthetic dataset (conftest's, shared with the tests of `train`): (dataset
+    root, model file)."""
+    return model_made_by_train.data, model_made_by_train.out
 
 
 def test_batch_norm_statistics_become_the_means_over_the_unaugmented_data():
