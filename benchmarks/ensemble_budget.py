@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,54 @@ def members_of(paths):
     return members
 
 
+@dataclass
+class ScoringSets:
+    """The faces every candidate is scored on: the members' selection split (original labels and FER+ majority,
+    the only figures a choice may be made on) and the scorecard's sets (to judge the choice); also the fitting faces
+    with their labels and vote shares, for what is fitted on them."""
+
+    faces: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    selection_ferplus: np.ndarray
+    selection_kept: np.ndarray
+    neutral: int
+    fit_faces: np.ndarray
+    fit_labels: np.ndarray
+    fit_shares: np.ndarray
+    fit_has_votes: np.ndarray
+
+    @classmethod
+    def for_members(cls, members, data: str, datasets: str) -> "ScoringSets":
+        splits = {(int(m[2].training_data["config"]["seed"]), float(m[2].training_data["config"]["selection_fraction"]))
+                  for m in members if "config" in m[2].training_data}
+        if len(splits) != 1 or any("config" not in m[2].training_data for m in members):
+            raise SystemExit("The members must record one and the same selection split.")
+        train, _, _ = train_heldout_split(load_dataset(data))
+        metadata = members[0][2]
+        fit, selection = model_selection_split(metadata, train, "scored")
+        votes = read_votes(find_votes(Path(data) / "train"))
+        selection_ferplus, selection_kept = votes.majority([train.files[i] for i in selection], tuple(train.classes))
+        fit_shares, fit_has_votes = votes.shares([train.files[i] for i in fit], tuple(train.classes))
+        sets = labelled_sets(ScorecardData.under(datasets), tuple(metadata.classes), tuple(metadata.input_size))
+        return cls(faces={"selection": train.images[selection], **{s.name: s.images for s in sets}},
+                   labels={"selection": train.labels[selection], **{s.name: s.labels for s in sets}},
+                   selection_ferplus=selection_ferplus, selection_kept=selection_kept,
+                   neutral=list(metadata.classes).index("neutral"), fit_faces=train.images[fit],
+                   fit_labels=train.labels[fit], fit_shares=fit_shares, fit_has_votes=fit_has_votes)
+
+    @property
+    def columns(self) -> list[str]:
+        return ["selection", "selection FER+", *[s for s in SETS if s in self.faces], "CK+48 neutral"]
+
+    def figures(self, predicted: dict[str, np.ndarray]) -> dict[str, float]:
+        """Accuracy per column from each set's predicted classes."""
+        figures = {s: float(np.mean(predicted[s] == self.labels[s])) for s in self.faces}
+        figures["selection FER+"] = float(np.mean(predicted["selection"][self.selection_kept]
+                                                  == self.selection_ferplus[self.selection_kept]))
+        figures["CK+48 neutral"] = float(np.mean(predicted.get("CK+48", np.zeros(0)) == self.neutral))
+        return figures
+
+
 def read_all(model, metadata, faces_by_set) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Set name -> (probabilities of the faces as they are, of their mirror images)."""
     out = {}
@@ -66,20 +115,8 @@ def main() -> None:
     args = parser.parse_args()
 
     members = members_of(args.models)
-    seeds = {(int(m[2].training_data["config"]["seed"]), float(m[2].training_data["config"]["selection_fraction"]))
-             for m in members if "config" in m[2].training_data}
-    if len(seeds) != 1 or any("config" not in m[2].training_data for m in members):
-        raise SystemExit("The members must record one and the same selection split.")
-    dataset = load_dataset(args.data)
-    train, _, _ = train_heldout_split(dataset)
-    metadata = members[0][2]
-    _, selection = model_selection_split(metadata, train, "scored")
-    votes = read_votes(find_votes(Path(args.data) / "train"))
-    selection_ferplus, selection_kept = votes.majority([train.files[i] for i in selection], tuple(train.classes))
-    sets = labelled_sets(ScorecardData.under(args.datasets), tuple(metadata.classes), tuple(metadata.input_size))
-    faces = {"selection": train.images[selection], **{s.name: s.images for s in sets}}
-    labels = {"selection": train.labels[selection], **{s.name: s.labels for s in sets}}
-    neutral = list(metadata.classes).index("neutral")
+    scoring = ScoringSets.for_members(members, args.data, args.datasets)
+    faces = scoring.faces
 
     costs, readings = {}, {}
     for name, model, member_metadata in members:
@@ -101,20 +138,15 @@ def main() -> None:
                              for n, v in zip(subset, views)]
                     return sum(parts) / len(parts)
 
-                predicted = {s: averaged(s).argmax(axis=1) for s in faces}
-                figures = {s: float(np.mean(predicted[s] == labels[s])) for s in faces}
-                figures["selection FER+"] = float(np.mean(predicted["selection"][selection_kept]
-                                                          == selection_ferplus[selection_kept]))
-                figures["CK+48 neutral"] = float(np.mean(predicted.get("CK+48", np.zeros(0)) == neutral))
+                figures = scoring.figures({s: averaged(s).argmax(axis=1) for s in faces})
                 rows.append((figures["selection"], cost, " + ".join(f"{n} ({v})" for n, v in zip(subset, views)),
                              len(set(views)) == 1, figures))
     rows.sort(key=lambda row: -row[0])
-    columns = ["selection", "selection FER+", *[s for s in SETS if s in faces], "CK+48 neutral"]
     print(f"\nensembles within {args.max_gmac} GMAC per face, by selection accuracy (float Keras)")
-    print(f"{'members (views)':<64}{'GMAC':>6}{'uniform':>8}" + "".join(f"{c:>16}" for c in columns))
+    print(f"{'members (views)':<64}{'GMAC':>6}{'uniform':>8}" + "".join(f"{c:>16}" for c in scoring.columns))
     for _, cost, label, uniform, figures in rows[: args.top]:
         print(f"{label:<64}{cost:>6.3f}{'yes' if uniform else '':>8}"
-              + "".join(f"{figures[c]:>16.4f}" for c in columns))
+              + "".join(f"{figures[c]:>16.4f}" for c in scoring.columns))
 
 
 if __name__ == "__main__":
