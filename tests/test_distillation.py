@@ -7,6 +7,7 @@ from fer_realtime.cli.main import main
 from fer_realtime.core.errors import FerError
 from fer_realtime.core.model_file import load_model, save_model
 from fer_realtime.data.dataset import stratified_split
+from fer_realtime.data.ferplus import VOTE_COLUMNS, read_votes
 from fer_realtime.data.loader import load_dataset
 from fer_realtime.training.distillation import TARGETS, Teacher, distillation_targets
 from fer_realtime.training.run_state import load_state
@@ -49,6 +50,9 @@ def test_targets_mix_the_teachers_probabilities_with_the_labels():
     np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
     with pytest.raises(FerError, match="distill-weight"):
         distillation_targets(np.array([1, 2]), teacher, 0.0)
+    # label targets given as rows (the labels mixed with the FER+ votes) are mixed as they are
+    mixed = np.array([[0.0, 0.5, 0.5], [0.0, 0.0, 1.0]], np.float32)
+    np.testing.assert_allclose(distillation_targets(mixed, teacher, 0.25), 0.25 * teacher + 0.75 * mixed, atol=1e-6)
 
 
 def test_a_student_keeps_its_teachers_reading_and_continues_without_the_teacher(train, teacher_run, tmp_path):
@@ -76,6 +80,26 @@ def test_a_student_keeps_its_teachers_reading_and_continues_without_the_teacher(
     alone = train_classifier(train, recipe_config("v2", **TINY, init_seed=TEACHER_INIT_SEED, teacher=teacher.digest,
                                                   distill_weight=1.0), tmp_path / "alone", verbose=0, teacher=teacher)
     assert alone.history["loss"][0] != pytest.approx(on_labels.history["loss"][0], rel=1e-3)
+
+
+def test_a_student_learns_from_its_teacher_and_the_votes_together(data, train, teacher_file, tmp_path):
+    """--teacher with --labels mix: each target is W x the teacher's probabilities + (1 - W) x the label mixed with
+    the FER+ votes (here all ten annotators call every face neutral)."""
+    rows = ["file,fer2013_label,ferplus_image," + ",".join(VOTE_COLUMNS)]
+    for path in sorted((data / "train").rglob("*.png")):
+        rows.append(f"train/{path.parent.name}/{path.name},{path.parent.name},x.png,"
+                    + ",".join("10" if column == "neutral" else "0" for column in VOTE_COLUMNS))
+    (tmp_path / "votes.csv").write_text("\n".join(rows) + "\n")
+    votes = read_votes(tmp_path / "votes.csv")
+    teacher = Teacher.load(teacher_file)
+    distilled = dict(**TINY, init_seed=3, teacher=teacher.digest, distill_weight=0.5)
+    with_votes = train_classifier(train, recipe_config("v2", **distilled, labels="mix", votes_weight=0.5),
+                                  tmp_path / "votes", verbose=0, teacher=teacher, votes=votes)
+    config = with_votes.metadata.training_data["config"]
+    assert (config["labels"], config["votes_weight"], config["distill_weight"]) == ("mix", 0.5, 0.5)
+    on_labels = train_classifier(train, recipe_config("v2", **distilled), tmp_path / "labels", verbose=0,
+                                 teacher=teacher)
+    assert with_votes.history["loss"][0] != pytest.approx(on_labels.history["loss"][0], rel=1e-3)
 
 
 def test_a_teacher_must_be_given_and_share_the_selection_split(train, teacher_file, tmp_path):

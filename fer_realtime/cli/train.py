@@ -206,7 +206,7 @@ def add_train(sub) -> None:
                         "probabilities for each training face are mixed into its target (see --distill-weight)")
     p.add_argument("--distill-weight", type=float, default=None, metavar="W",
                    help=f"with --teacher: each target is W x the teacher's probabilities + (1 - W) x the label "
-                        f"(default {DEFAULT_DISTILL_WEIGHT})")
+                        f"(mixed with the votes under --labels mix or ferplus; default {DEFAULT_DISTILL_WEIGHT})")
     p.add_argument("--out", default="models/model.keras")
     p.add_argument("--checkpoints", default=None, metavar="RUN_DIR",
                    help="cnn: folder of the run's state, replaced every epoch (default: $FER_REALTIME_RUNS/OUT-NAME, "

@@ -51,8 +51,9 @@ class Teacher:
 
 
 def distillation_targets(labels: np.ndarray, teacher_probabilities: np.ndarray, weight: float) -> np.ndarray:
-    """`weight` times the teacher's probabilities plus `1 - weight` times the one-hot labels, per face."""
+    """`weight` times the teacher's probabilities plus `1 - weight` times the label targets, per face: `labels` are
+    class indices (one-hot targets) or target rows already (the labels mixed with the FER+ votes, say)."""
     if not 0.0 < weight <= 1.0:
         raise FerError(f"--distill-weight must be in (0, 1], got {weight}.")
-    one_hot = np.eye(teacher_probabilities.shape[1], dtype=np.float32)[labels]
-    return (weight * teacher_probabilities + (1.0 - weight) * one_hot).astype(np.float32)
+    label_targets = labels if labels.ndim == 2 else np.eye(teacher_probabilities.shape[1], dtype=np.float32)[labels]
+    return (weight * teacher_probabilities + (1.0 - weight) * label_targets).astype(np.float32)

@@ -142,9 +142,9 @@ def train_classifier(
     run's state as the chief does, writes its own to a private temporary folder, and returns None after training:
     the chief's result is the run's.
 
-    With `config.distill_weight`, each fitting face's target mixes its label with the probabilities of `teacher`
-    (whose weights digest is `config.teacher`), read once and kept in the run's state, so a continued run needs no
-    teacher.
+    With `config.distill_weight`, each fitting face's target mixes its label target (below) with the probabilities
+    of `teacher` (whose weights digest is `config.teacher`), read once and kept in the run's state, so a continued
+    run needs no teacher.
 
     With `config.labels` other than "original", each face's target mixes its label with its FER+ vote shares from
     `votes` (data/ferplus.py). A staged network (`config.stage_epochs`) changes which layers train, and its
@@ -182,17 +182,14 @@ def train_classifier(
         model, transfer = build_network(config, x_fit.shape[1:], num_classes)
         stages = _plan_stages(config, transfer)
         steps = steps_per_epoch * config.epochs
-        if config.labels != "original":
-            files = train.files
-            y_fit_target = training_targets(y_fit, [files[i] for i in fit_idx] if files else (), num_classes, votes,
-                                            config.votes_weight, train.classes)[0]
-            y_sel_target = training_targets(y_sel, [files[i] for i in sel_idx] if files else (), num_classes, votes,
-                                            config.votes_weight, train.classes)[0]
-            loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-        elif config.label_smoothing or teacher_targets is not None:
-            y_fit_target = (keras.utils.to_categorical(y_fit, num_classes) if teacher_targets is None
-                            else distillation_targets(y_fit, teacher_targets, config.distill_weight))
-            y_sel_target = keras.utils.to_categorical(y_sel, num_classes)
+        if config.labels != "original" or config.label_smoothing or teacher_targets is not None:
+            files, label_votes = train.files, votes if config.labels != "original" else None
+            y_fit_target = training_targets(y_fit, [files[i] for i in fit_idx] if files else (), num_classes,
+                                            label_votes, config.votes_weight, train.classes)[0]
+            y_sel_target = training_targets(y_sel, [files[i] for i in sel_idx] if files else (), num_classes,
+                                            label_votes, config.votes_weight, train.classes)[0]
+            if teacher_targets is not None:
+                y_fit_target = distillation_targets(y_fit_target, teacher_targets, config.distill_weight)
             loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
         else:
             y_fit_target, y_sel_target, loss = y_fit, y_sel, "sparse_categorical_crossentropy"
@@ -331,8 +328,6 @@ def check_labels(config: TrainConfig, votes: FerPlusVotes | None) -> None:
                            "train/ folder); none was found.")
         if not 0 < config.votes_weight <= 1:
             raise FerError(f"The weight of the votes must be in (0, 1], got {config.votes_weight}.")
-        if config.distill_weight:
-            raise FerError("Distillation learns from a teacher and the original labels; train on the votes without it.")
 
 
 def _plan_stages(config: TrainConfig, transfer) -> list[Stage]:
