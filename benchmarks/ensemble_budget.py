@@ -95,7 +95,7 @@ class ScoringSets:
 
 
 def read_all(model, metadata, faces_by_set) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Set name -> (probabilities of the faces as they are, of their mirror images)."""
+    """Set name -> (what `model` outputs for the faces as they are, for their mirror images)."""
     out = {}
     for name, faces in faces_by_set.items():
         x = model_input(faces, metadata)

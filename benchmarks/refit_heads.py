@@ -25,22 +25,13 @@ import itertools
 import keras
 import numpy as np
 
-from ensemble_budget import VIEWS, ScoringSets, members_of
-from fer_realtime.core.preprocessing import model_input
+from ensemble_budget import VIEWS, ScoringSets, members_of, read_all
 from fer_realtime.evaluation.compute import multiply_adds
 
 
 def feature_reader(model):
     """The network up to its last dense layer, whose input is returned."""
     return keras.Model(model.inputs, model.layers[-1].input)
-
-
-def read_features(reader, metadata, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(features of the faces as they are, of their mirror images), float32."""
-    x = model_input(faces, metadata)
-    plain = reader.predict(x, batch_size=256, verbose=0)
-    mirrored = reader.predict(np.ascontiguousarray(x[:, :, ::-1]), batch_size=256, verbose=0)
-    return plain.astype(np.float32), mirrored.astype(np.float32)
 
 
 def fit_head(features: np.ndarray, targets: np.ndarray, epochs: int, seed: int = 0):
@@ -77,8 +68,7 @@ def main() -> None:
     costs, features, own_heads = {}, {}, {}
     for name, model, metadata in members:
         costs[name] = multiply_adds(model) / 1e9
-        reader = feature_reader(model)
-        features[name] = {s: read_features(reader, metadata, faces) for s, faces in sets.items()}
+        features[name] = read_all(feature_reader(model), metadata, sets)  # (plain, mirrored) features per set
         own_heads[name] = model.layers[-1]
         print(f"read {name}: {costs[name]:.3f} GMAC per view, {features[name]['fit'][0].shape[1]} features",
               flush=True)
